@@ -1,0 +1,1 @@
+"""HTTP routers: v1 (friendly JSON/CSV), v2 (Open Inference Protocol), health, admin."""

@@ -1,0 +1,24 @@
+"""What every route needs from the app (settings, registry, metrics), kept on `app.state`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import cast
+
+from starlette.requests import Request
+
+from service.metrics import Metrics
+from service.registry import ModelRegistry
+from service.settings import Settings
+
+
+@dataclass(frozen=True)
+class AppContext:
+    settings: Settings
+    registry: ModelRegistry
+    metrics: Metrics
+
+
+def context(request: Request) -> AppContext:
+    """The app's context; plain attribute access, cheaper than a dependency on the hot path."""
+    return cast(AppContext, request.app.state.context)

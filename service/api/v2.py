@@ -1,0 +1,139 @@
+"""Open Inference Protocol (KServe V2) REST: health, server and model metadata, infer.
+
+Errors use the protocol's `{"error": "..."}` body (see `service.app`): 400 bad input, 404 unknown
+model or version, 503 not ready.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from service.api.body import media_kind, parse_json, read_body
+from service.api.context import context
+from service.api.responses import json_response
+from service.errors import BadTensor, VersionNotFound
+from service.model import LoadedModel
+from service.predict import Result
+from service.tensors import (
+    batch_from_tensors,
+    encode_outputs,
+    input_metadata,
+    output_metadata,
+    requested_outputs,
+)
+
+SERVER_NAME = "draftpick-serving"
+PLATFORM = "onnxruntime_onnx"
+INLINE_ROWS = 1_000
+INFER_ROUTE = "/v2/models/{task}/infer"
+
+router = APIRouter(prefix="/v2", tags=["v2 (Open Inference Protocol)"])
+
+
+@router.get("")
+@router.get("/")
+async def server_metadata() -> Response:
+    return json_response({"name": SERVER_NAME, "version": package_version(), "extensions": []})
+
+
+@router.get("/health/live")
+async def live() -> Response:
+    return json_response({"live": True})
+
+
+@router.get("/health/ready")
+async def ready(request: Request) -> Response:
+    is_ready = context(request).registry.is_ready()
+    return json_response({"ready": is_ready}, 200 if is_ready else 503)
+
+
+@router.get("/models/{task}")
+@router.get("/models/{task}/versions/{model_version}")
+async def model_metadata(task: str, request: Request, model_version: str | None = None) -> Response:
+    model = _model(request, task, model_version)
+    manifest = model.manifest
+    return json_response(
+        {
+            "name": model.name,
+            "versions": [model.version],
+            "platform": PLATFORM,
+            "inputs": [input_metadata(feature) for feature in manifest.features],
+            "outputs": output_metadata(manifest),
+        }
+    )
+
+
+@router.get("/models/{task}/ready")
+@router.get("/models/{task}/versions/{model_version}/ready")
+async def model_ready(task: str, request: Request, model_version: str | None = None) -> Response:
+    model = _model(request, task, model_version)
+    return json_response({"name": model.name, "ready": True})
+
+
+@router.post("/models/{task}/infer")
+@router.post("/models/{task}/versions/{model_version}/infer")
+async def infer(task: str, request: Request, model_version: str | None = None) -> Response:
+    """One tensor per feature in, `label` (BYTES) and `probabilities` (FP32 [n, k]) out."""
+    ctx = context(request)
+    model = _model(request, task, model_version)
+    if "inference-header-content-length" in request.headers:
+        raise BadTensor("binary tensor data is not supported; send JSON tensors")
+    media_kind(request, ("json",))
+    payload = parse_json(await read_body(request, ctx.settings.max_body_bytes))
+    if type(payload) is not dict:
+        raise BadTensor("the request body must be a JSON object with 'inputs'")
+    request_id = payload.get("id")
+    if request_id is not None and type(request_id) is not str:
+        raise BadTensor("'id' must be a string")
+    outputs = requested_outputs(payload.get("outputs"))
+    inputs = payload.get("inputs")
+    limit = ctx.settings.max_batch_records
+    if _declared_rows(inputs) <= INLINE_ROWS:
+        result, tensors = _infer(model, inputs, outputs, limit)
+    else:
+        result, tensors = await run_in_threadpool(_infer, model, inputs, outputs, limit)
+    request.state.records = result.batch.size
+    ctx.metrics.observe_records(INFER_ROUTE, model.name, result.batch.size)
+    ctx.metrics.observe_predictions(model, result.prediction.classes, result.batch.out_of_range)
+    body: dict[str, Any] = {"model_name": model.name, "model_version": model.version}
+    if request_id is not None:
+        body["id"] = request_id
+    body["outputs"] = tensors
+    return json_response(body)
+
+
+def _infer(
+    model: LoadedModel, inputs: Any, outputs: list[str], limit: int
+) -> tuple[Result, list[dict[str, Any]]]:
+    batch = batch_from_tensors(model.validator, inputs, limit)
+    prediction = model.predict(batch)
+    return Result(batch, prediction), encode_outputs(model, prediction, outputs)
+
+
+def _model(request: Request, task: str, model_version: str | None) -> LoadedModel:
+    model = context(request).registry.get(task)
+    request.state.model, request.state.version = model.name, model.version
+    if model_version is not None and model_version != model.version:
+        raise VersionNotFound(task, model_version, model.version)
+    return model
+
+
+def _declared_rows(inputs: Any) -> int:
+    """Rows the first tensor claims (checked properly later); only decides inline vs thread."""
+    if type(inputs) is list and inputs and type(inputs[0]) is dict:
+        shape = inputs[0].get("shape")
+        if type(shape) is list and shape and type(shape[0]) is int:
+            return shape[0]
+    return 0
+
+
+def package_version() -> str:
+    try:
+        return version(SERVER_NAME)
+    except PackageNotFoundError:
+        return "0+unknown"

@@ -1,0 +1,178 @@
+"""The FastAPI application: wiring of settings, registry, metrics, routers and error handlers.
+
+Only this module turns domain errors into HTTP: v1 gets FastAPI's `{"detail": ...}`, the Open
+Inference Protocol routes (/v2) get `{"error": "..."}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import Response
+
+from service.api import admin, health, v1, v2
+from service.api.context import AppContext
+from service.api.responses import json_response
+from service.errors import BatchTooLarge, InvalidInput, ServiceError, Unauthenticated
+from service.logs import configure_logging
+from service.metrics import Metrics
+from service.middleware import RequestContext
+from service.openapi import build_openapi
+from service.registry import ModelRegistry
+from service.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+TITLE = "draftpick prediction service"
+DESCRIPTION = (
+    "Serves every model of the registry folder with onnxruntime. Request schemas, validation and "
+    "examples come from each model's manifest. v1 is the friendly JSON/CSV API; /v2 speaks the "
+    "Open Inference Protocol (KServe V2)."
+)
+MAX_ERROR_INPUT = 100
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the app for these settings; models load in the lifespan, before the first request."""
+    metrics = Metrics()
+    registry = ModelRegistry(settings.models_dir, settings.ort_threads, listener=metrics)
+    ctx = AppContext(settings, registry, metrics)
+    app = FastAPI(
+        title=TITLE, description=DESCRIPTION, version=v2.package_version(), lifespan=_lifespan(ctx)
+    )
+    app.state.context = ctx
+    for router in (v1.router, v2.router, health.router, admin.router):
+        app.include_router(router)
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["*"],
+            expose_headers=["X-Request-ID"],
+        )
+    app.add_middleware(RequestContext, metrics=metrics)
+    app.openapi = _openapi(app, ctx)  # type: ignore[method-assign]  # schema depends on the models
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The factory uvicorn imports (also in each worker process): settings from PREDICT_* env."""
+    settings = Settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)
+
+
+def _lifespan(ctx: AppContext) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(ctx.registry.refresh)
+        logger.info(
+            "service started",
+            extra={
+                "fields": {
+                    "models_dir": str(ctx.settings.models_dir),
+                    "ready": ctx.registry.is_ready(),
+                    "models": {m.name: m.version for m in ctx.registry.models()},
+                }
+            },
+        )
+        interval = ctx.settings.poll_interval_seconds
+        poller = asyncio.create_task(_poll(ctx.registry, interval)) if interval > 0 else None
+        try:
+            yield
+        finally:
+            if poller is not None:
+                poller.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await poller
+
+    return lifespan
+
+
+async def _poll(registry: ModelRegistry, interval: float) -> None:
+    """Watch every task's `current` pointer (and new tasks); loading happens in a worker thread."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await run_in_threadpool(registry.refresh)
+        except OSError:
+            # The registry folder itself may be briefly unreadable (a remount); try again next time.
+            logger.exception("registry poll failed")
+
+
+def _openapi(app: FastAPI, ctx: AppContext) -> Callable[[], dict[str, Any]]:
+    """The schema is rebuilt only when the set of served versions changes."""
+    cache: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
+
+    def openapi() -> dict[str, Any]:
+        models = ctx.registry.models()
+        key = tuple((m.name, m.version) for m in models)
+        if key not in cache:
+            cache.clear()
+            cache[key] = build_openapi(app, models, ctx.settings.max_batch_records)
+        return cache[key]
+
+    return openapi
+
+
+def _is_v2(request: Request) -> bool:
+    path: str = request.scope["path"]
+    return path == "/v2" or path.startswith("/v2/")
+
+
+async def _service_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ServiceError)  # registered for ServiceError only
+    status = exc.status_code
+    if _is_v2(request):
+        if isinstance(exc, InvalidInput) and not isinstance(exc, BatchTooLarge):
+            status = HTTPStatus.BAD_REQUEST
+        return json_response({"error": str(exc)}, status)
+    if isinstance(exc, InvalidInput):
+        detail = [
+            {"type": p.type, "loc": list(loc), "msg": p.msg, "input": _short(p.input)}
+            for p, loc in zip(exc.problems, exc.locations(), strict=True)
+        ]
+        return json_response({"detail": detail}, status)
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthenticated) else None
+    return json_response({"detail": str(exc)}, status, headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    if _is_v2(request):
+        return json_response({"error": str(exc.detail)}, exc.status_code)
+    return await http_exception_handler(request, exc)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    """A bug: log it with the request id, answer 500 without internals."""
+    logger.error(
+        "unhandled error",
+        exc_info=exc,
+        extra={"fields": {"request_id": request.scope.get("state", {}).get("request_id")}},
+    )
+    if _is_v2(request):
+        return json_response({"error": "internal server error"}, 500)
+    return json_response({"detail": "internal server error"}, 500)
+
+
+def _short(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > MAX_ERROR_INPUT:
+        return value[:MAX_ERROR_INPUT] + "…"
+    if isinstance(value, (list, dict)):
+        return None
+    return value

@@ -1,0 +1,162 @@
+"""Domain errors. Only `service.app` turns them into HTTP responses; nothing below it knows HTTP."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One bad value: where it is (record index and field), what rule it broke, and the value."""
+
+    index: int | None
+    field: str | None
+    msg: str
+    type: str
+    input: Any = None
+
+
+class ServiceError(Exception):
+    """Base of every error a request can cause; carries its HTTP status for the handler."""
+
+    status_code: HTTPStatus = HTTPStatus.INTERNAL_SERVER_ERROR
+
+
+class ModelNotFound(ServiceError):
+    status_code = HTTPStatus.NOT_FOUND
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"model {name[:80]!r} not found")
+        self.name = name
+
+
+class VersionNotFound(ServiceError):
+    status_code = HTTPStatus.NOT_FOUND
+
+    def __init__(self, name: str, version: str, served: str) -> None:
+        super().__init__(
+            f"model {name!r} has no version {version[:80]!r} loaded (serving {served!r})"
+        )
+
+
+class ModelNotReady(ServiceError):
+    status_code = HTTPStatus.SERVICE_UNAVAILABLE
+
+    def __init__(self, name: str, reason: str | None) -> None:
+        super().__init__(f"model {name!r} is not ready: {reason or 'not loaded yet'}")
+        self.name = name
+
+
+class InvalidInput(ServiceError):
+    """The request parsed, but some values break the model's contract (one Problem each)."""
+
+    status_code = HTTPStatus.UNPROCESSABLE_ENTITY
+
+    def __init__(
+        self, problems: list[Problem], location: tuple[str, ...] = ("body", "records")
+    ) -> None:
+        super().__init__("; ".join(_describe(p) for p in problems[:5]))
+        self.problems = problems
+        self.location = location
+
+    def locations(self) -> list[tuple[str | int, ...]]:
+        """FastAPI-style `loc` of each problem: the location, then record index, then field."""
+        return [
+            (
+                *self.location,
+                *(() if p.index is None else (p.index,)),
+                *(() if p.field is None else (p.field,)),
+            )
+            for p in self.problems
+        ]
+
+
+class MalformedBody(InvalidInput):
+    """The body is not parseable JSON or CSV at all."""
+
+    status_code = HTTPStatus.BAD_REQUEST
+
+    def __init__(
+        self,
+        msg: str,
+        kind: str = "json_invalid",
+        location: tuple[str, ...] = ("body",),
+        index: int | None = None,
+    ) -> None:
+        super().__init__([Problem(index, None, msg, kind)], location)
+
+
+class BatchTooLarge(InvalidInput):
+    status_code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+
+    def __init__(self, count: int, limit: int) -> None:
+        msg = f"batch of {count} records is over the limit of {limit} records per request"
+        super().__init__([Problem(None, "records", msg, "too_long")], ("body",))
+
+
+class BadTensor(ServiceError):
+    """An Open Inference Protocol request whose tensors do not fit the model's inputs."""
+
+    status_code = HTTPStatus.BAD_REQUEST
+
+
+class BodyTooLarge(ServiceError):
+    status_code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request body is over the limit of {limit} bytes")
+
+
+class UnsupportedMediaType(ServiceError):
+    status_code = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+
+    def __init__(self, content_type: str, accepted: tuple[str, ...]) -> None:
+        super().__init__(
+            f"content type {content_type[:80]!r} is not supported; use {' or '.join(accepted)}"
+        )
+
+
+class AdminDisabled(ServiceError):
+    """No admin token is configured, so admin routes do not exist."""
+
+    status_code = HTTPStatus.NOT_FOUND
+
+    def __init__(self) -> None:
+        super().__init__("admin endpoints are disabled (set PREDICT_ADMIN_TOKEN to enable them)")
+
+
+class Unauthenticated(ServiceError):
+    status_code = HTTPStatus.UNAUTHORIZED
+
+    def __init__(self) -> None:
+        super().__init__("missing bearer token (send 'Authorization: Bearer <token>')")
+
+
+class Forbidden(ServiceError):
+    status_code = HTTPStatus.FORBIDDEN
+
+    def __init__(self) -> None:
+        super().__init__("invalid admin token")
+
+
+class ArtefactError(Exception):
+    """A model version on disk cannot be served; it is refused and the reason is reported."""
+
+
+class ArtefactMismatch(ArtefactError):
+    """The files disagree with the manifest: tampered, truncated, or built for another contract."""
+
+
+class SelfCheckFailed(ArtefactError):
+    """The model loads but does not reproduce the probabilities recorded at export."""
+
+
+def _describe(problem: Problem) -> str:
+    where = []
+    if problem.index is not None:
+        where.append(f"record {problem.index}")
+    if problem.field is not None:
+        where.append(f"field {problem.field!r}")
+    return f"{', '.join(where)}: {problem.msg}" if where else problem.msg

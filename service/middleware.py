@@ -1,0 +1,85 @@
+"""Request id, access log line and request metrics, as plain ASGI middleware (no buffering)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.metrics import Metrics
+
+REQUEST_ID_HEADER = b"x-request-id"
+# A caller's id is echoed only if it is short and plain, so it cannot inject into logs or headers.
+SANE_REQUEST_ID = re.compile(rb"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+
+access_logger = logging.getLogger("service.access")
+
+
+class RequestContext:
+    """Gives every request an id (X-Request-ID) and records its route, model, status and latency.
+
+    Handlers put `model`, `version` and `records` in `request.state`; this reads them afterwards.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = _request_id(scope)
+        state: dict[str, Any] = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (REQUEST_ID_HEADER, request_id.encode()),
+                ]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            self._record(scope, state, status, time.perf_counter() - started)
+
+    def _record(self, scope: Scope, state: dict[str, Any], status: int, seconds: float) -> None:
+        route = getattr(scope.get("route"), "path", None)
+        if route is None:
+            # Plain Starlette routes (docs, openapi.json) have a fixed path; anything else is a 404.
+            route = scope["path"] if "endpoint" in scope else "unmatched"
+        model = state.get("model", "")
+        self.metrics.observe_request(route, model, status, seconds)
+        access_logger.info(
+            "request",
+            extra={
+                "fields": {
+                    "request_id": state["request_id"],
+                    "method": scope["method"],
+                    "route": route,
+                    "model": model or None,
+                    "version": state.get("version"),
+                    "status": status,
+                    "records": state.get("records"),
+                    "latency_ms": round(seconds * 1000, 3),
+                }
+            },
+        )
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == REQUEST_ID_HEADER and SANE_REQUEST_ID.match(value):
+            return str(value.decode("ascii"))
+    return uuid.uuid4().hex

@@ -1,0 +1,188 @@
+"""OpenAPI with one documented predict path per served model, its record schema and examples."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from service.manifest import Feature, Manifest
+from service.model import LoadedModel
+from service.schemas import PredictRequest
+
+REF = "#/components/schemas/{model}"
+JSON_TYPES = {"float": "number", "int": "integer", "bool": "boolean", "category": "string"}
+
+
+def build_openapi(app: FastAPI, models: list[LoadedModel], max_records: int) -> dict[str, Any]:
+    """FastAPI's schema plus, per model, `POST /v1/models/<name>/predict` with its own schemas."""
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components["PredictRequest"] = PredictRequest.model_json_schema(ref_template=REF)
+    for model in models:
+        manifest = model.manifest
+        prefix = "".join(part.capitalize() for part in manifest.name.split("_"))
+        components[f"{prefix}Record"] = record_schema(manifest)
+        components[f"{prefix}PredictRequest"] = {
+            "title": f"{prefix}PredictRequest",
+            "type": "object",
+            "properties": {
+                "records": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": max_records,
+                    "items": {"$ref": REF.format(model=f"{prefix}Record")},
+                }
+            },
+            "required": ["records"],
+            "additionalProperties": False,
+        }
+        components[f"{prefix}PredictResponse"] = _response_schema(manifest)
+        schema["paths"][f"/v1/models/{manifest.name}/predict"] = {
+            "post": _operation(manifest, prefix)
+        }
+    return schema
+
+
+def record_schema(manifest: Manifest) -> dict[str, Any]:
+    """JSON Schema of one record: types, domains, units and descriptions, from the manifest."""
+    schema: dict[str, Any] = {
+        "title": f"{manifest.title or manifest.name} record",
+        "type": "object",
+        "properties": {feature.name: _property(feature) for feature in manifest.features},
+        "required": [feature.name for feature in manifest.features],
+        "additionalProperties": False,
+    }
+    if manifest.examples:
+        schema["example"] = manifest.examples[0].record
+    return schema
+
+
+def _property(feature: Feature) -> dict[str, Any]:
+    prop: dict[str, Any] = {"type": JSON_TYPES[feature.type], "title": feature.name}
+    if feature.min is not None:
+        prop["minimum"] = feature.min
+    if feature.max is not None:
+        prop["maximum"] = feature.max
+    if feature.categories:
+        prop["enum"] = feature.categories
+    notes = [feature.description]
+    if feature.unit:
+        notes.append(f"Unit: {feature.unit}.")
+        prop["x-unit"] = feature.unit
+    if feature.train_min is not None and feature.train_max is not None:
+        notes.append(f"Seen in training: {feature.train_min:g} to {feature.train_max:g}.")
+    if feature.aliases:
+        notes.append(f"CSV aliases: {', '.join(feature.aliases)}.")
+    prop["description"] = " ".join(note for note in notes if note)
+    return prop
+
+
+def _response_schema(manifest: Manifest) -> dict[str, Any]:
+    probabilities = {
+        label: {"type": "number", "minimum": 0, "maximum": 1} for label in manifest.labels
+    }
+    prediction = {
+        "type": "object",
+        "properties": {
+            "label": {"type": "string", "enum": manifest.labels},
+            "probability": {"type": "number", "description": _probability_note(manifest)},
+            "probabilities": {"type": "object", "properties": probabilities},
+            "out_of_range": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "Features outside the range seen in training.",
+            },
+        },
+    }
+    return {
+        "type": "object",
+        "properties": {
+            "model": {"type": "string"},
+            "version": {"type": "string"},
+            "request_id": {"type": "string"},
+            "predictions": {"type": "array", "items": prediction},
+        },
+    }
+
+
+def _operation(manifest: Manifest, prefix: str) -> dict[str, Any]:
+    examples = [example.record for example in manifest.examples[:2]]
+    return {
+        "tags": [f"model: {manifest.name}"],
+        "summary": f"Predict: {manifest.title or manifest.name} (version {manifest.version})",
+        "description": _description(manifest),
+        "operationId": f"predict_{manifest.name}",
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": REF.format(model=f"{prefix}PredictRequest")},
+                    "example": {"records": examples},
+                },
+                "text/csv": {"schema": {"type": "string"}, "example": _csv_example(manifest)},
+            },
+        },
+        "responses": {
+            "200": {
+                "description": "One prediction per record, in order (CSV in, CSV out).",
+                "content": {
+                    "application/json": {
+                        "schema": {"$ref": REF.format(model=f"{prefix}PredictResponse")}
+                    },
+                    "text/csv": {"schema": {"type": "string"}},
+                },
+            },
+            "422": {"description": "A record breaks the contract: loc = [body, records, i, field]"},
+        },
+    }
+
+
+def _description(manifest: Manifest) -> str:
+    lines = [
+        manifest.description,
+        "",
+        f"Labels: {', '.join(manifest.labels)}. {_probability_note(manifest)}",
+        "",
+        "| feature | type | unit | allowed | description |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for f in manifest.features:
+        allowed = ", ".join(f.categories) if f.categories else _domain(f)
+        lines.append(f"| `{f.name}` | {f.type} | {f.unit} | {allowed} | {f.description} |")
+    return "\n".join(lines)
+
+
+def _domain(feature: Feature) -> str:
+    if feature.type == "bool":
+        return "true / false"
+    low = "-inf" if feature.min is None else f"{feature.min:g}"
+    high = "inf" if feature.max is None else f"{feature.max:g}"
+    return f"{low} to {high}"
+
+
+def _probability_note(manifest: Manifest) -> str:
+    if manifest.kind == "binary":
+        return (
+            f"`probability` is P({manifest.positive_label}); the label is "
+            f"{manifest.positive_label!r} when it is at least {manifest.threshold:.4g}."
+        )
+    return "`probability` is the probability of the predicted (most probable) label."
+
+
+def _csv_example(manifest: Manifest) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([f.name for f in manifest.features])
+    for example in manifest.examples[:2]:
+        writer.writerow([_cell(example.record[f.name]) for f in manifest.features])
+    return out.getvalue()
+
+
+def _cell(value: object) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)

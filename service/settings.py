@@ -1,0 +1,50 @@
+"""Service settings, read from `PREDICT_*` environment variables (and nowhere else)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MIB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Everything an operator may tune; the defaults serve the committed models on loopback."""
+
+    model_config = SettingsConfigDict(env_prefix="PREDICT_", extra="ignore", frozen=True)
+
+    models_dir: Path = Path("models")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    ort_threads: int = Field(default=1, ge=0, le=64)
+    max_batch_records: int = Field(default=10_000, ge=1)
+    max_body_bytes: int = Field(default=64 * MIB, ge=1024)
+    admin_token: SecretStr | None = None
+    poll_interval_seconds: float = Field(default=2.0, ge=0.0)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    cors_origins: Annotated[list[str], NoDecode] = []
+
+    @field_validator("admin_token", mode="before")
+    @classmethod
+    def _empty_token_is_none(cls, value: object) -> object:
+        """`PREDICT_ADMIN_TOKEN=` (set but empty) switches admin off; "" is never a token."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        """Accept `a,b` from the environment as well as a list from Python."""
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value

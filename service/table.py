@@ -1,0 +1,167 @@
+"""CSV in and out: match the header to the features, check rows a chunk at a time, append results.
+
+The body is decoded and parsed lazily (stdlib csv over a text stream), so memory holds the raw
+body plus one chunk of parsed rows, never the whole file as Python objects.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import islice
+from operator import itemgetter
+
+import numpy as np
+import numpy.typing as npt
+
+from service.batch import Batch
+from service.errors import InvalidInput, MalformedBody, Problem
+from service.manifest import Feature, Manifest
+from service.validation import BOOL_WORDS, MAX_PROBLEMS_PER_RULE, Validator, ValuesInvalid
+
+ROW_LOCATION = ("body", "rows")
+HEADER_LOCATION = ("body", "header")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The caller's header and, per feature (manifest order), the index of its column."""
+
+    header: list[str]
+    positions: dict[str, int]
+
+
+def normalize_header(header: str) -> str:
+    """Compare headers loosely: `Num Of Products`, `num_of_products` and `NumOfProducts` match.
+
+    Same rule as training's CSV reader, so a file that trains also predicts.
+    """
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", header.strip())
+    return re.sub(r"[^a-z0-9]+", "_", spaced.lower()).strip("_")
+
+
+def rows(body: bytes) -> Iterator[list[str]]:
+    """Parsed rows (header first), blank lines skipped; bad encoding or quoting is a 400."""
+    text = io.TextIOWrapper(io.BytesIO(body), encoding="utf-8-sig", newline="")
+    reader = csv.reader(text, strict=True)
+    try:
+        for row in reader:
+            if row:
+                yield row
+    except UnicodeDecodeError as exc:
+        raise MalformedBody(f"CSV is not valid UTF-8 ({exc.reason})", "csv_invalid") from exc
+    except csv.Error as exc:
+        raise MalformedBody(f"CSV line {reader.line_num}: {exc}", "csv_invalid") from exc
+
+
+def layout(manifest: Manifest, header: list[str]) -> Layout:
+    """Find each feature's column by name or alias; other columns are passed through untouched."""
+    by_key: dict[str, list[int]] = {}
+    for index, name in enumerate(header):
+        by_key.setdefault(normalize_header(name), []).append(index)
+    positions: dict[str, int] = {}
+    problems: list[Problem] = []
+    for feature in manifest.features:
+        keys = dict.fromkeys(map(normalize_header, (feature.name, *feature.aliases)))
+        found = [i for key in keys for i in by_key.get(key, [])]
+        if len(found) == 1:
+            positions[feature.name] = found[0]
+        elif not found:
+            accepted = ", ".join(feature.aliases) or "no aliases"
+            msg = f"Missing column {feature.name!r} (also accepted: {accepted})"
+            problems.append(Problem(None, feature.name, msg, "missing"))
+        else:
+            names = ", ".join(repr(header[i]) for i in found)
+            msg = f"Columns {names} all mean {feature.name!r}; keep one"
+            problems.append(Problem(None, feature.name, msg, "duplicate_column"))
+    if problems:
+        raise InvalidInput(problems, HEADER_LOCATION)
+    return Layout(header, positions)
+
+
+def check_widths(chunk: list[list[str]], width: int, offset: int) -> None:
+    """Every row must have as many cells as the header (a ragged row is a malformed CSV)."""
+    if all(len(row) == width for row in chunk):
+        return
+    index = next(i for i, row in enumerate(chunk) if len(row) != width)
+    msg = f"row {offset + index} has {len(chunk[index])} cells, the header has {width}"
+    raise MalformedBody(msg, "csv_invalid", ROW_LOCATION, offset + index)
+
+
+def batch_from_rows(
+    validator: Validator, table: Layout, chunk: list[list[str]], offset: int
+) -> Batch:
+    """Check one chunk; problems name the row (from 0, across chunks) and the caller's header."""
+    check_widths(chunk, len(table.header), offset)
+    cells = {
+        f.name: list(map(itemgetter(table.positions[f.name]), chunk)) for f in validator.features
+    }
+    problems: list[Problem] = []
+    numbers: list[npt.NDArray[np.float64]] = []
+    for feature in validator.numeric:
+        try:
+            numbers.append(parse_numbers(feature, cells[feature.name]))
+        except ValuesInvalid as exc:
+            problems.extend(exc.problems)
+    categories = {f.name: [c.strip() for c in cells[f.name]] for f in validator.categorical}
+    try:
+        if problems:
+            raise ValuesInvalid(validator.ordered(problems))
+        matrix = np.vstack(numbers) if numbers else np.empty((0, len(chunk)))
+        return validator.assemble(len(chunk), matrix, categories, cells)
+    except ValuesInvalid as exc:
+        raise InvalidInput(
+            [_in_file(p, table, offset) for p in exc.problems], ROW_LOCATION
+        ) from exc
+
+
+def parse_numbers(feature: Feature, cells: list[str]) -> npt.NDArray[np.float64]:
+    """Text to float64 in one numpy call; bools take 0/1, true/false, yes/no (any case)."""
+    if feature.type == "bool":
+        flags = np.array([BOOL_WORDS.get(cell.strip().lower(), np.nan) for cell in cells])
+        if np.isnan(flags).any():
+            msg = "Input should be a boolean: 0/1, true/false or yes/no"
+            bad = np.flatnonzero(np.isnan(flags))[:MAX_PROBLEMS_PER_RULE].tolist()
+            raise ValuesInvalid(
+                [Problem(i, feature.name, msg, "bool_parsing", cells[i]) for i in bad]
+            )
+        return flags
+    try:
+        return np.asarray(cells, dtype=np.float64)
+    except ValueError:
+        msg = "Input should be a valid number, unable to parse string as a number"
+        bad = [i for i, cell in enumerate(cells) if not _parses(cell)][:MAX_PROBLEMS_PER_RULE]
+        raise ValuesInvalid(
+            [Problem(i, feature.name, msg, "float_parsing", cells[i]) for i in bad]
+        ) from None
+
+
+def chunks(source: Iterator[list[str]], size: int) -> Iterator[list[list[str]]]:
+    while chunk := list(islice(source, size)):
+        yield chunk
+
+
+def _in_file(problem: Problem, table: Layout, offset: int) -> Problem:
+    """Row index across the whole file, field as the caller's column header."""
+    header = table.header[table.positions[problem.field]] if problem.field else None
+    return Problem(offset + (problem.index or 0), header, problem.msg, problem.type, problem.input)
+
+
+def _parses(cell: str) -> bool:
+    """The column conversion's parser, one cell at a time (on the error path only)."""
+    try:
+        np.asarray([cell], dtype=np.float64)
+    except ValueError:
+        return False
+    return True
+
+
+def encode_rows(table: list[list[str]]) -> bytes:
+    """Rows as CSV bytes (RFC 4180 quoting, CRLF line ends)."""
+    out = io.StringIO()
+    csv.writer(out).writerows(table)
+    return codecs.encode(out.getvalue(), "utf-8")

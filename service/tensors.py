@@ -1,0 +1,179 @@
+"""Open Inference Protocol (KServe V2) tensors: decode inputs into a batch, encode outputs."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from service.batch import Batch
+from service.errors import BadTensor, BatchTooLarge
+from service.manifest import Feature, Manifest
+from service.model import LoadedModel, Prediction
+from service.validation import Validator, ValuesInvalid
+
+INTEGER_TYPES = frozenset(
+    {"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
+)
+FLOAT_TYPES = frozenset({"FP32", "FP64"})
+OUTPUTS = ("label", "probabilities")
+
+
+def input_metadata(feature: Feature) -> dict[str, Any]:
+    """How a feature is declared in model metadata: BYTES for categories, FP32 for numbers."""
+    datatype = "BYTES" if feature.type == "category" else "FP32"
+    return {"name": feature.name, "datatype": datatype, "shape": [-1, 1]}
+
+
+def output_metadata(manifest: Manifest) -> list[dict[str, Any]]:
+    return [
+        {"name": "label", "datatype": "BYTES", "shape": [-1]},
+        {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(manifest.labels)]},
+    ]
+
+
+def batch_from_tensors(validator: Validator, inputs: Any, limit: int) -> Batch:
+    """One tensor per feature, any order; every tensor must have the same number of rows."""
+    tensors = _by_name(inputs)
+    expected = [f.name for f in validator.features]
+    unknown = sorted(set(tensors) - set(expected))
+    if unknown:
+        raise BadTensor(f"unexpected input {unknown[0][:80]!r}; the model's inputs are {expected}")
+    missing = [name for name in expected if name not in tensors]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise BadTensor(f"missing input {missing[0]!r}{more}")
+    data = {f.name: _data(f.name, tensors[f.name], limit) for f in validator.features}
+    sizes = sorted({len(values) for values in data.values()})
+    if len(sizes) > 1:
+        raise BadTensor(f"inputs have different numbers of rows: {sizes}")
+    numbers = [_numbers(f, tensors[f.name]["datatype"], data[f.name]) for f in validator.numeric]
+    categories = {
+        f.name: _strings(f, tensors[f.name]["datatype"], data[f.name])
+        for f in validator.categorical
+    }
+    matrix = np.vstack(numbers) if numbers else np.empty((0, sizes[0]))
+    try:
+        return validator.assemble(sizes[0], matrix, categories, data)
+    except ValuesInvalid as exc:
+        p = exc.problems[0]
+        raise BadTensor(
+            f"input {p.field!r}, element {p.index}: {p.msg} (got {str(p.input)[:80]!r})"
+        ) from exc
+
+
+def requested_outputs(outputs: Any) -> list[str]:
+    """The outputs the caller asked for (all by default); binary tensor data is not offered."""
+    if outputs is None:
+        return list(OUTPUTS)
+    if type(outputs) is not list:
+        raise BadTensor("'outputs' must be a list")
+    names: list[str] = []
+    for output in outputs:
+        name = output.get("name") if type(output) is dict else None
+        if name not in OUTPUTS:
+            raise BadTensor(
+                f"unknown output {str(name)[:80]!r}; the model's outputs are {list(OUTPUTS)}"
+            )
+        parameters = output.get("parameters") or {}
+        if type(parameters) is dict and parameters.get("binary_data") is True:
+            raise BadTensor(f"output {name!r}: binary_data is not supported, request JSON data")
+        names.append(name)
+    return names
+
+
+def encode_outputs(
+    model: LoadedModel, prediction: Prediction, names: list[str]
+) -> list[dict[str, Any]]:
+    """`label` as BYTES (the label strings), `probabilities` as FP32 [n, k], row-major."""
+    n, k = prediction.probabilities.shape
+    encoded: list[dict[str, Any]] = []
+    for name in names:
+        if name == "label":
+            labels = np.asarray(model.manifest.labels, dtype=object)[prediction.classes]
+            encoded.append(
+                {"name": name, "datatype": "BYTES", "shape": [n], "data": labels.tolist()}
+            )
+        else:
+            data = np.ascontiguousarray(prediction.probabilities).ravel()
+            encoded.append({"name": name, "datatype": "FP32", "shape": [n, k], "data": data})
+    return encoded
+
+
+def _by_name(inputs: Any) -> dict[str, dict[str, Any]]:
+    if type(inputs) is not list or not inputs:
+        raise BadTensor("'inputs' must be a non-empty list of tensors")
+    tensors: dict[str, dict[str, Any]] = {}
+    for tensor in inputs:
+        name = tensor.get("name") if type(tensor) is dict else None
+        if type(name) is not str:
+            raise BadTensor("each input must be an object with a string 'name'")
+        if name in tensors:
+            raise BadTensor(f"input {name!r} is given twice")
+        tensors[name] = tensor
+    return tensors
+
+
+def _data(name: str, tensor: dict[str, Any], limit: int) -> list[Any]:
+    """The tensor's values, flat, after checking the shape ([n] or [n, 1]) against the data."""
+    shape: Any = tensor.get("shape")
+    if not _is_shape(shape) or len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1):
+        raise BadTensor(f"input {name!r}: shape {str(shape)[:80]} is not [n] or [n, 1]")
+    if shape[0] < 1:
+        raise BadTensor(f"input {name!r}: shape {shape} has no rows")
+    if shape[0] > limit:
+        raise BatchTooLarge(shape[0], limit)
+    data = _flatten(name, tensor.get("data"), shape)
+    if len(data) != math.prod(shape):
+        raise BadTensor(
+            f"input {name!r}: {len(data)} data elements for shape {shape} "
+            f"({math.prod(shape)} expected)"
+        )
+    return data
+
+
+def _numbers(feature: Feature, datatype: Any, data: list[Any]) -> npt.NDArray[np.float64]:
+    """Numbers of a numeric datatype (or BOOL for a bool feature), as float64 for the checks."""
+    name = feature.name
+    if datatype == "BOOL" and feature.type == "bool":
+        allowed: frozenset[type] = frozenset({bool})
+    elif datatype in INTEGER_TYPES:
+        allowed = frozenset({int})
+    elif datatype in FLOAT_TYPES:
+        allowed = frozenset({int, float})
+    else:
+        accepted = "FP32, FP64 or an INT type" + (" (or BOOL)" if feature.type == "bool" else "")
+        raise BadTensor(f"input {name!r}: datatype {str(datatype)[:20]} should be {accepted}")
+    if not set(map(type, data)) <= allowed:
+        index, value = next((i, v) for i, v in enumerate(data) if type(v) not in allowed)
+        raise BadTensor(f"input {name!r}, element {index}: {str(value)[:40]!r} is not {datatype}")
+    return np.asarray(data, dtype=np.float64)
+
+
+def _strings(feature: Feature, datatype: Any, data: list[Any]) -> list[str]:
+    if datatype != "BYTES":
+        raise BadTensor(f"input {feature.name!r}: datatype {str(datatype)[:20]} should be BYTES")
+    if not set(map(type, data)) <= {str}:
+        index, value = next((i, v) for i, v in enumerate(data) if type(v) is not str)
+        raise BadTensor(
+            f"input {feature.name!r}, element {index}: {str(value)[:40]!r} is not a string"
+        )
+    return data
+
+
+def _flatten(name: str, data: Any, shape: list[int]) -> list[Any]:
+    """Flat row-major data, or nested lists that follow the shape exactly."""
+    if type(data) is not list:
+        raise BadTensor(f"input {name!r}: 'data' must be a list")
+    if not data or type(data[0]) is not list:
+        return data
+    width = shape[1] if len(shape) == 2 else 0
+    if len(data) != shape[0] or not all(type(row) is list and len(row) == width for row in data):
+        raise BadTensor(f"input {name!r}: nested data does not follow shape {shape}")
+    return [value for row in data for value in row]
+
+
+def _is_shape(shape: Any) -> bool:
+    return type(shape) is list and all(type(dim) is int for dim in shape)

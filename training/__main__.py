@@ -1,0 +1,264 @@
+"""Command line of the training package: train, list, rollback, generate, report.
+
+Exit codes: 0 done; 1 a run finished but was not promoted, or failed unexpectedly;
+2 bad input (unknown task, bad spec, bad CSV, bad arguments), nothing written to the registry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shutil
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from service.layout import task_dirs
+from service.manifest import Manifest, ManifestError
+from training import registry
+from training.data import DataError
+from training.export import ParityError
+from training.generators import UnknownSource, generate
+from training.report import write_model_card
+from training.spec import SpecError, TaskSpec, builtin_tasks, load_spec, load_task
+from training.train import (
+    DEFAULT_SEED,
+    NoDataError,
+    StepFactory,
+    TrainOptions,
+    TrainResult,
+    train,
+)
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+BAD_INPUT = (
+    SpecError,
+    DataError,
+    NoDataError,
+    UnknownSource,
+    registry.RegistryError,
+    ManifestError,
+)
+
+# Wide enough for the summary table when output is piped (rich assumes 80 columns then).
+WIDTH = shutil.get_terminal_size((140, 24)).columns
+out = Console(highlight=False, width=WIDTH)
+err = Console(stderr=True, highlight=False, width=WIDTH)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the command line and run one command; expected errors are one line, no traceback."""
+    args = _parser().parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except BAD_INPUT as exc:
+        err.print(f"[red]error:[/] {exc}")
+        return EXIT_BAD_INPUT
+    except ParityError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        return EXIT_FAILED
+    except OSError as exc:
+        err.print(f"[red]error:[/] cannot write {exc.filename or 'a file'}: {exc.strerror or exc}")
+        return EXIT_FAILED
+    return code
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    specs = _specs(args)
+    options = TrainOptions(
+        out=args.out,
+        seed=args.seed,
+        rows=args.rows,
+        data=args.data,
+        force=args.force,
+        search=args.search,
+        tolerance=args.tolerance,
+        keep=args.keep,
+    )
+    results = []
+    for spec in specs:
+        results.append(train(spec, options, step=_stepper(spec.name, args.quiet)))
+        if not args.quiet:
+            err.print(f"{spec.name}: {results[-1].message}")
+    out.print(_summary(results))
+    return EXIT_OK if all(r.promoted for r in results) else EXIT_FAILED
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    table = Table("task", "version", "current", "created", "ROC AUC", "accuracy", "sample")
+    for task_dir in task_dirs(args.out):
+        current = registry.current_version(task_dir)
+        for version in registry.versions(task_dir):
+            try:
+                manifest = Manifest.load(task_dir / version)
+            except ManifestError as exc:
+                table.add_row(task_dir.name, version, "", "", "", "", f"unreadable: {exc}")
+                continue
+            m = manifest.metrics
+            table.add_row(
+                task_dir.name,
+                version,
+                "*" if version == current else "",
+                manifest.created_at.isoformat(),
+                f"{m.roc_auc:.4f}",
+                f"{m.accuracy:.4f}",
+                m.sample,
+            )
+    out.print(table)
+    return EXIT_OK
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    task_dir = _task_dir(args.out, args.task)
+    version = registry.rollback(task_dir, args.to)
+    out.print(f"{args.task}: current is now {version}")
+    return EXIT_OK
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    spec = load_task(args.task)
+    sample = generate(spec.source or args.task, args.rows, args.seed)
+    sample.frame.to_csv(args.out, index=False)
+    out.print(f"wrote {len(sample.frame)} rows to {args.out}")
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    task_dir = _task_dir(args.out, args.task)
+    version = args.version or registry.current_version(task_dir)
+    if version is None or version not in registry.versions(task_dir):
+        raise registry.RegistryError(f"{args.task}: no such version {version!r}")
+    folder = task_dir / version
+    out.print(str(write_model_card(folder / "report", Manifest.load(folder)).resolve()))
+    return EXIT_OK
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m training",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    tasks = [*builtin_tasks(), "all"]
+
+    p = commands.add_parser("train", help="train, evaluate, export and promote a task")
+    p.add_argument("task", nargs="?", choices=tasks, help="built-in task (or use --spec)")
+    p.add_argument("--spec", type=Path, help="a task spec file (TOML) instead of a built-in task")
+    p.add_argument("--data", type=Path, help="train on this CSV instead of the built-in data")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    p.add_argument("--rows", type=_positive, help="rows to generate (or to sample from --data)")
+    p.add_argument("--out", type=Path, default=Path("models"), help="registry folder")
+    p.add_argument("--force", action="store_true", help="promote even if the quality gate fails")
+    p.add_argument("--search", action="store_true", help="time-bounded hyperparameter search")
+    p.add_argument("--tolerance", type=float, default=0.01, help="quality gate AUC tolerance")
+    p.add_argument(
+        "--keep", type=_positive, default=registry.DEFAULT_KEEP, help="versions to keep per task"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(run=cmd_train)
+
+    p = commands.add_parser("list", help="tasks, versions, the current one, key metrics")
+    p.add_argument("--out", type=Path, default=Path("models"))
+    p.set_defaults(run=cmd_list)
+
+    p = commands.add_parser("rollback", help="point current at the previous (or a given) version")
+    p.add_argument("task")
+    p.add_argument("--to", help="version to make current")
+    p.add_argument("--out", type=Path, default=Path("models"))
+    p.set_defaults(run=cmd_rollback)
+
+    p = commands.add_parser("generate", help="write a built-in data set as CSV")
+    p.add_argument("task", choices=builtin_tasks())
+    p.add_argument("--out", type=Path, required=True, help="CSV file to write")
+    p.add_argument("--rows", type=_positive)
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    p.set_defaults(run=cmd_generate)
+
+    p = commands.add_parser("report", help="regenerate a version's model card; prints its path")
+    p.add_argument("task")
+    p.add_argument("--version", help="default: the current version")
+    p.add_argument("--out", type=Path, default=Path("models"))
+    p.set_defaults(run=cmd_report)
+    return parser
+
+
+def _specs(args: argparse.Namespace) -> list[TaskSpec]:
+    if args.spec is not None:
+        if args.task is not None:
+            raise SpecError("give either a task name or --spec, not both")
+        return [load_spec(args.spec)]
+    if args.task is None:
+        raise SpecError("name a task (" + ", ".join(builtin_tasks()) + ", all) or pass --spec")
+    if args.task == "all":
+        if args.data is not None:
+            raise SpecError("--data trains one task; name it instead of 'all'")
+        return [load_task(name) for name in builtin_tasks()]
+    return [load_task(args.task)]
+
+
+def _task_dir(models: Path, task: str) -> Path:
+    for task_dir in task_dirs(models):
+        if task_dir.name == task:
+            return task_dir
+    raise registry.RegistryError(f"no task {task!r} in {models}")
+
+
+def _stepper(task: str, quiet: bool) -> StepFactory:
+    @contextlib.contextmanager
+    def step(name: str) -> Iterator[None]:
+        if quiet:
+            yield
+            return
+        with err.status(f"{task}: {name}..."):
+            yield
+        err.print(f"{task}: {name} [green]done[/]")
+
+    return step
+
+
+def _summary(results: list[TrainResult]) -> Table:
+    table = Table(
+        "task",
+        "version",
+        "promoted",
+        "ROC AUC",
+        "Bayes AUC",
+        "accuracy",
+        "Bayes acc.",
+        "parity diff",
+        "seconds",
+        title="training summary",
+    )
+    for r in results:
+        m = r.manifest.metrics
+        table.add_row(
+            r.manifest.name,
+            r.version,
+            "yes" if r.promoted else "[red]no[/]",
+            f"{m.roc_auc:.4f}",
+            _fmt(m.bayes_roc_auc),
+            f"{m.accuracy:.4f}",
+            _fmt(m.bayes_accuracy),
+            f"{r.manifest.parity_max_abs_diff:.1e}",
+            f"{r.seconds:.1f}",
+        )
+    return table
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,214 @@
+"""Turn a CSV (or a generated frame) into checked feature columns and class indices, then split it.
+
+Every value is read as text and converted here, so a bad cell is reported with its column and CSV
+line instead of surfacing later as a NaN inside the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from training.spec import FeatureSpec, SplitSpec, TaskSpec
+
+TRUE_WORDS = frozenset({"1", "1.0", "true", "yes", "y", "t"})
+FALSE_WORDS = frozenset({"0", "0.0", "false", "no", "n", "f"})
+FIRST_DATA_LINE = 2  # line 1 of a CSV is its header
+
+
+class DataError(ValueError):
+    """The data cannot be trained on; the message names the file, column and line."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Checked features (spec columns, spec order), class indices, and the truth where known."""
+
+    X: pd.DataFrame
+    y: npt.NDArray[np.int64]
+    probability: npt.NDArray[np.float64] | None
+    source: str
+    sha256: str
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def take(self, index: npt.NDArray[np.int64]) -> Dataset:
+        """The rows at `index`, keeping source and fingerprint."""
+        prob = None if self.probability is None else self.probability[index]
+        return Dataset(
+            self.X.iloc[index].reset_index(drop=True), self.y[index], prob, self.source, self.sha256
+        )
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: Dataset
+    validation: Dataset
+    test: Dataset
+
+
+def normalize_header(header: str) -> str:
+    """Compare headers loosely: `Num Of Products`, `num_of_products` and `NumOfProducts` match."""
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", header.strip())
+    return re.sub(r"[^a-z0-9]+", "_", spaced.lower()).strip("_")
+
+
+def read_csv(spec: TaskSpec, path: Path) -> Dataset:
+    """Load a user's CSV: headers matched through the spec's aliases, other columns dropped."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from exc
+    if not raw.strip():
+        raise DataError(f"{path}: the file is empty")
+    try:
+        frame = pd.read_csv(
+            path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8"
+        )
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not a readable CSV ({exc})") from exc
+    return from_frame(spec, frame, source=f"csv:{path.name}", where=str(path), sha256=_sha(raw))
+
+
+def from_frame(
+    spec: TaskSpec,
+    frame: pd.DataFrame,
+    *,
+    source: str,
+    where: str,
+    sha256: str | None = None,
+    probability: npt.NDArray[np.float64] | None = None,
+) -> Dataset:
+    """Check a raw frame (any headers the spec knows) and convert it into a Dataset."""
+    if frame.empty:
+        raise DataError(f"{where}: no data rows")
+    columns = _match_columns(spec, frame, where)
+    X = pd.DataFrame(
+        {f.name: _convert(f, frame[columns[f.name]], where, columns[f.name]) for f in spec.features}
+    )
+    y = _labels(spec, frame[columns[spec.target.name]], where, columns[spec.target.name])
+    if len(np.unique(y)) < 2:
+        only = spec.target.labels[int(y[0])]
+        raise DataError(
+            f"{where}: column {columns[spec.target.name]!r} has a single class "
+            f"({only!r}); training needs at least two"
+        )
+    if sha256 is None:
+        sha256 = _sha(frame.to_csv(index=False).encode())
+    return Dataset(X, y, probability, source, sha256)
+
+
+def split(data: Dataset, plan: SplitSpec, seed: int) -> Splits:
+    """Stratified train / validation / test split, reproducible from the seed."""
+    index = np.arange(len(data))
+    test_size: int | float = plan.test_fraction
+    if plan.test_rows is not None:
+        test_size = min(plan.test_rows, len(data) // 2)
+    try:
+        learn, test = train_test_split(
+            index, test_size=test_size, stratify=data.y, random_state=seed
+        )
+        train, validation = train_test_split(
+            learn, test_size=plan.validation_fraction, stratify=data.y[learn], random_state=seed
+        )
+    except ValueError as exc:
+        raise DataError(f"{data.source}: too few rows of some class to split ({exc})") from exc
+    return Splits(data.take(train), data.take(validation), data.take(test))
+
+
+def _sha(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+def _match_columns(spec: TaskSpec, frame: pd.DataFrame, where: str) -> dict[str, str]:
+    """Map each spec name (features and target) to the CSV header it arrives under."""
+    keys = {str(header): normalize_header(str(header)) for header in frame.columns}
+    wanted = [(f.name, f.aliases) for f in spec.features]
+    wanted.append((spec.target.name, spec.target.aliases))
+    columns: dict[str, str] = {}
+    for name, aliases in wanted:
+        accepted = {normalize_header(a) for a in (name, *aliases)}
+        found = [header for header, key in keys.items() if key in accepted]
+        if not found:
+            raise DataError(
+                f"{where}: missing column {name!r} (also accepted: "
+                f"{', '.join(aliases) or 'no aliases'}); found: "
+                f"{', '.join(map(str, frame.columns))}"
+            )
+        if len(found) > 1:
+            raise DataError(f"{where}: columns {found} all mean {name!r}; keep one")
+        columns[name] = found[0]
+    return columns
+
+
+def _convert(feature: FeatureSpec, cells: pd.Series, where: str, header: str) -> pd.Series:
+    """Text cells to checked values: floats for numbers (ints and bools too), str for categories."""
+    text = cells.astype(str).str.strip()
+    _fail_first(text == "", where, header, text, "is empty")
+    if feature.type == "category":
+        allowed = feature.categories or ()
+        _fail_first(
+            ~text.isin(allowed),
+            where,
+            header,
+            text,
+            f"is not a known category (allowed: {', '.join(allowed)})",
+        )
+        return text.astype(object)
+    if feature.type == "bool":
+        lower = text.str.lower()
+        _fail_first(
+            ~lower.isin(TRUE_WORDS | FALSE_WORDS),
+            where,
+            header,
+            text,
+            "is not a boolean (use 0/1 or true/false)",
+        )
+        return lower.isin(TRUE_WORDS).astype(np.float64)
+    values = pd.to_numeric(text, errors="coerce").astype(np.float64)
+    _fail_first(~np.isfinite(values), where, header, text, "is not a finite number")
+    if feature.type == "int":
+        _fail_first(values != np.round(values), where, header, text, "is not a whole number")
+    low = -np.inf if feature.min is None else feature.min
+    high = np.inf if feature.max is None else feature.max
+    _fail_first(
+        (values < low) | (values > high),
+        where,
+        header,
+        text,
+        f"is outside the allowed range {feature.min:g} to {feature.max:g}"
+        if feature.min is not None and feature.max is not None
+        else "is out of range",
+    )
+    return values
+
+
+def _labels(spec: TaskSpec, cells: pd.Series, where: str, header: str) -> npt.NDArray[np.int64]:
+    """Target cells to class indices; a cell may hold the label itself or its CSV value."""
+    text = cells.astype(str).str.strip()
+    lookup = {str(label): i for i, label in enumerate(spec.target.labels)}
+    lookup.update({str(value): i for i, value in enumerate(spec.target.raw_values)})
+    known = ", ".join(dict.fromkeys(lookup))
+    _fail_first(~text.isin(lookup), where, header, text, f"is not a known class ({known})")
+    return np.asarray(text.map(lookup).to_numpy(), dtype=np.int64)
+
+
+def _fail_first(bad: pd.Series, where: str, header: str, text: pd.Series, rule: str) -> None:
+    """Raise for the first bad row, naming the column, the CSV line and the value."""
+    if not bool(bad.any()):
+        return
+    row = int(np.flatnonzero(bad.to_numpy())[0])
+    count = int(bad.sum())
+    more = f" ({count - 1} more rows like it)" if count > 1 else ""
+    raise DataError(
+        f"{where}: column {header!r}, line {row + FIRST_DATA_LINE}: "
+        f"{text.iloc[row][:60]!r} {rule}{more}"
+    )

@@ -1,0 +1,314 @@
+"""The Markdown model card of a version, rendered from its manifest alone."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from service.manifest import DataInfo, Evaluation, Feature, Manifest
+
+CARD_FILE = "model_card.md"
+GENERATED_PREFIX = "generated:"
+PLOT_TITLES = {
+    "loss_curve.png": "Training loss and validation accuracy per epoch",
+    "roc.png": "ROC curve",
+    "precision_recall.png": "Precision-recall curve",
+    "confusion_matrix.png": "Confusion matrix",
+    "calibration.png": "Reliability diagram",
+}
+METRIC_ROWS: tuple[tuple[str, str], ...] = (
+    ("roc_auc", "ROC AUC"),
+    ("accuracy", "Accuracy"),
+    ("precision", "Precision"),
+    ("recall", "Recall"),
+    ("f1", "F1"),
+    ("log_loss", "Log loss"),
+    ("brier", "Brier score"),
+    ("ece", "Expected calibration error"),
+)
+CRITERIA = {
+    "f1": "maximises F1 of the positive class",
+    "youden": "maximises Youden's J (true positive rate minus false positive rate)",
+    "accuracy": "maximises accuracy",
+    "balanced_accuracy": "maximises balanced accuracy",
+    "default": "is the default 0.5",
+}
+
+
+def render_model_card(manifest: Manifest, plots: Sequence[str]) -> str:
+    """The whole card; `plots` are the PNG file names present beside it, linked relatively."""
+    sections = [
+        _header(manifest),
+        _intended_use(manifest),
+        _data(manifest.data),
+        _features(manifest.features),
+        _parameters(manifest.params),
+        _threshold(manifest),
+        _metrics(manifest),
+        _export(manifest),
+        _limitations(manifest),
+        _plots(plots),
+    ]
+    return "\n\n".join(section for section in sections if section) + "\n"
+
+
+def write_card(folder: Path, manifest: Manifest, plots: Sequence[str]) -> Path:
+    """Write `folder/model_card.md`, creating the folder if needed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / CARD_FILE
+    path.write_text(render_model_card(manifest, plots), encoding="utf-8")
+    return path
+
+
+def _header(manifest: Manifest) -> str:
+    title = manifest.title or manifest.name
+    return "\n".join(
+        [
+            f"# Model card: {title}",
+            "",
+            f"{_describe(manifest)} {_model_sentence(manifest)}",
+            "",
+            f"- **Task id:** `{manifest.name}`",
+            f"- **Version:** `{manifest.version}`",
+            f"- **Created:** {manifest.created_at.isoformat()}",
+        ]
+    )
+
+
+def _describe(manifest: Manifest) -> str:
+    if manifest.description:
+        return manifest.description.rstrip(".") + "."
+    return f"Predicts `{manifest.target}` from {len(manifest.features)} input features."
+
+
+def _model_sentence(manifest: Manifest) -> str:
+    labels = ", ".join(f"`{label}`" for label in manifest.labels)
+    hidden = manifest.params.get("hidden_layer_sizes")
+    network = f" with hidden layers {_value(hidden)}" if hidden is not None else ""
+    return (
+        f"It is a {manifest.kind} classifier (a scikit-learn multilayer perceptron{network}, "
+        f"served as ONNX) of `{manifest.target}` into {labels}, and returns one probability per "
+        f"class together with the predicted label."
+    )
+
+
+def _intended_use(manifest: Manifest) -> str:
+    if manifest.kind == "binary":
+        decision = (
+            f"A record is labelled `{manifest.positive_label}` when its probability reaches "
+            f"{_number(manifest.threshold)}; callers with other costs of error may apply their own "
+            f"threshold to the returned probability."
+        )
+    else:
+        decision = "The predicted label is the class with the highest probability."
+    return "\n".join(
+        [
+            "## Intended use",
+            "",
+            f"Estimating, for records described by the features below, how likely each value of "
+            f"`{manifest.target}` is: a screening or ranking aid whose output a person reviews. "
+            f"{decision}",
+            "",
+            "## Out-of-scope use",
+            "",
+            "- Records outside the feature domains below (the service rejects them) or from a "
+            "population unlike the training data.",
+            "- Automated decisions with legal, financial or similarly significant effects on a "
+            "person without human review.",
+            "- Reading the model's weights or probabilities as causal effects of the features.",
+        ]
+    )
+
+
+def _data(data: DataInfo) -> str:
+    rows = [
+        ("Source", f"`{data.source}`"),
+        ("Fingerprint (sha256)", f"`{data.sha256}`"),
+        ("Rows", f"{data.rows:,}"),
+        ("Train / validation / test rows", _split(data)),
+        ("Random seed", str(data.seed)),
+    ]
+    return "## Data\n\n" + _table(["Item", "Value"], rows)
+
+
+def _split(data: DataInfo) -> str:
+    return f"{data.train_rows:,} / {data.validation_rows:,} / {data.test_rows:,}"
+
+
+def _features(features: Iterable[Feature]) -> str:
+    header = ["Feature", "Type", "Unit", "Domain", "Seen in training", "Description"]
+    rows = [
+        (
+            f"`{f.name}`",
+            f.type,
+            f.unit or "",
+            _domain(f),
+            _span(f.train_min, f.train_max),
+            f.description,
+        )
+        for f in features
+    ]
+    return "## Features\n\nIn input order (the ONNX input names):\n\n" + _table(header, rows)
+
+
+def _domain(feature: Feature) -> str:
+    if feature.categories is not None:
+        return ", ".join(feature.categories)
+    return _span(feature.min, feature.max)
+
+
+def _span(low: float | None, high: float | None) -> str:
+    if low is None and high is None:
+        return "—"
+    if low is None:
+        return f"≤ {_number(high)}"
+    if high is None:
+        return f"≥ {_number(low)}"
+    return f"{_number(low)} to {_number(high)}"
+
+
+def _parameters(params: dict[str, Any]) -> str:
+    if not params:
+        return ""
+    rows = [(f"`{key}`", f"`{_value(value)}`") for key, value in sorted(params.items())]
+    return "## Training parameters\n\n" + _table(["Parameter", "Value"], rows)
+
+
+def _threshold(manifest: Manifest) -> str:
+    if manifest.kind != "binary":
+        return "## Decision rule\n\nThe predicted label is the class with the highest probability."
+    criterion = manifest.params.get("threshold_criterion")
+    if criterion is None:
+        how = "The criterion that chose it was not recorded."
+    else:
+        prose = CRITERIA.get(str(criterion), f"follows the criterion `{criterion}`")
+        how = f"It was chosen on the validation rows and {prose}."
+    return (
+        f"## Decision threshold\n\n`{manifest.positive_label}` is predicted when "
+        f"P({manifest.target} = {manifest.positive_label}) ≥ **{_number(manifest.threshold)}**. "
+        f"{how}"
+    )
+
+
+def _metrics(manifest: Manifest) -> str:
+    samples = [e for e in (manifest.metrics, manifest.holdout_metrics) if e is not None]
+    header = ["Metric", *(f"{e.sample} ({e.rows:,} rows)" for e in samples)]
+    rows = [(label, *(_number(getattr(e, field)) for e in samples)) for field, label in METRIC_ROWS]
+    rows.extend(_bayes_rows(samples))
+    averaged = (
+        f"Precision, recall and F1 are for the positive class `{manifest.positive_label}` at the "
+        f"decision threshold."
+        if manifest.kind == "binary"
+        else "Precision, recall and F1 are averaged over the classes."
+    )
+    return "\n\n".join(
+        ["## Metrics", _table(header, rows), averaged, _confusion(manifest, manifest.metrics)]
+    )
+
+
+def _bayes_rows(samples: Sequence[Evaluation]) -> list[tuple[str, ...]]:
+    """Rows comparing with the Bayes-optimal classifier, only where the data's truth is known."""
+    rows: list[tuple[str, ...]] = []
+    pairs: list[tuple[str, Callable[[Evaluation], float | None], str]] = [
+        ("accuracy", lambda e: e.bayes_accuracy, "Bayes-optimal accuracy"),
+        ("roc_auc", lambda e: e.bayes_roc_auc, "Bayes-optimal ROC AUC"),
+    ]
+    for field, bayes, label in pairs:
+        if all(bayes(e) is None for e in samples):
+            continue
+        rows.append((label, *(_number(bayes(e)) for e in samples)))
+        rows.append((f"Gap to {label}", *(_gap(bayes(e), getattr(e, field)) for e in samples)))
+    return rows
+
+
+def _gap(best: float | None, actual: float) -> str:
+    return "—" if best is None else _number(best - actual)
+
+
+def _confusion(manifest: Manifest, evaluation: Evaluation) -> str:
+    header = ["true \\ predicted", *(f"`{label}`" for label in manifest.labels)]
+    rows = [
+        (f"`{label}`", *(str(count) for count in counts))
+        for label, counts in zip(manifest.labels, evaluation.confusion_matrix, strict=False)
+    ]
+    return f"Confusion matrix on {evaluation.sample}:\n\n" + _table(header, rows)
+
+
+def _export(manifest: Manifest) -> str:
+    rows = [
+        ("File", f"`{manifest.onnx.file}`"),
+        ("sha256", f"`{manifest.onnx.sha256}`"),
+        ("Opset", str(manifest.onnx.opset)),
+        ("Outputs", ", ".join(f"`{name}`" for name in manifest.onnx.outputs)),
+        ("Parity max abs diff (ONNX vs scikit-learn)", f"{manifest.parity_max_abs_diff:.2e}"),
+    ]
+    versions = [
+        (name, f"`{version}`") for name, version in sorted(manifest.library_versions.items())
+    ]
+    parts = ["## ONNX export", _table(["Item", "Value"], rows)]
+    if versions:
+        parts += ["## Library versions", _table(["Library", "Version"], versions)]
+    return "\n\n".join(parts)
+
+
+def _limitations(manifest: Manifest) -> str:
+    items = []
+    if manifest.data.source.startswith(GENERATED_PREFIX):
+        items.append(
+            "The training data is synthetic (drawn from a generator, not observed): the metrics "
+            "say how well the model recovers the generator's rule, not how it will do on real "
+            "records."
+        )
+    items.append(
+        "Inputs inside the allowed domain but outside the range seen in training are "
+        "extrapolation: the network has no evidence there and its probabilities may be "
+        "confidently wrong. The training range is in the manifest so that such records can be "
+        "flagged."
+    )
+    items.append(_uncertainty(manifest.holdout_metrics or manifest.metrics))
+    items.append(
+        "Probabilities are only as trustworthy as the expected calibration error and the "
+        "reliability diagram show; check them on your own data before acting on the numbers."
+    )
+    return "## Limitations\n\n" + "\n".join(f"- {item}" for item in items)
+
+
+def _uncertainty(evaluation: Evaluation) -> str:
+    """A binomial standard error makes clear how much a small test sample can be trusted."""
+    error = math.sqrt(evaluation.accuracy * (1 - evaluation.accuracy) / max(evaluation.rows, 1))
+    return (
+        f"Metrics are estimates from finite samples: on {evaluation.sample} ({evaluation.rows:,} "
+        f"rows) the accuracy's standard error is about ±{error:.3f}."
+    )
+
+
+def _plots(plots: Sequence[str]) -> str:
+    if not plots:
+        return ""
+    figures = [f"### {PLOT_TITLES.get(name, name)}\n\n![{name}]({name})" for name in plots]
+    return "## Plots\n\n" + "\n\n".join(figures)
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    lines = [_row(header), _row(["---"] * len(header))]
+    lines.extend(_row(row) for row in rows)
+    return "\n".join(lines)
+
+
+def _row(cells: Iterable[str]) -> str:
+    # A pipe or newline in free text (descriptions, categories) would break the Markdown table.
+    clean = (str(cell).replace("|", "\\|").replace("\n", " ") for cell in cells)
+    return "| " + " | ".join(clean) + " |"
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.4g}" if abs(value) < 1e5 else f"{value:,.0f}"
+
+
+def _value(value: Any) -> str:
+    return json.dumps(value, default=str, separators=(", ", ": "))

@@ -1,0 +1,79 @@
+"""A small, time-bounded hyperparameter search scored on the validation rows (off by default)."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import log_loss
+
+from training.data import Splits
+from training.evaluate import roc_auc
+from training.pipeline import fit_pipeline
+from training.spec import MLPSpec, TaskSpec
+
+
+def search(
+    spec: TaskSpec, base: MLPSpec, splits: Splits, seed: int
+) -> tuple[MLPSpec, list[dict[str, Any]]]:
+    """Try the spec's grid in a seeded order until the budget runs out; keep the best on validation.
+
+    Candidates are ranked by validation ROC AUC, then log loss; the defaults are always tried first
+    so the search can only match or beat them on validation.
+    """
+    deadline = time.monotonic() + spec.search.budget_seconds
+    tried: list[dict[str, Any]] = []
+    best: tuple[float, float, MLPSpec] | None = None
+    for candidate in [base, *candidates(spec, base, seed)]:
+        if tried and time.monotonic() > deadline:
+            break
+        auc, loss = _score(spec, candidate, splits, seed)
+        tried.append(
+            {
+                "hidden_layer_sizes": list(candidate.hidden_layer_sizes),
+                "alpha": candidate.alpha,
+                "learning_rate_init": candidate.learning_rate_init,
+                "validation_roc_auc": round(auc, 6),
+                "validation_log_loss": round(loss, 6),
+            }
+        )
+        if best is None or (auc, -loss) > (best[0], -best[1]):
+            best = (auc, loss, candidate)
+    assert best is not None  # the defaults are always tried
+    return best[2], tried
+
+
+def candidates(spec: TaskSpec, base: MLPSpec, seed: int) -> list[MLPSpec]:
+    """The grid (missing axes keep the base value), shuffled with the seed."""
+    grid = spec.search
+    combos = list(
+        itertools.product(
+            grid.hidden_layer_sizes or (base.hidden_layer_sizes,),
+            grid.alpha or (base.alpha,),
+            grid.learning_rate_init or (base.learning_rate_init,),
+        )
+    )
+    order = np.random.default_rng(seed).permutation(len(combos))
+    return [
+        base.model_copy(
+            update={
+                "hidden_layer_sizes": combos[i][0],
+                "alpha": combos[i][1],
+                "learning_rate_init": combos[i][2],
+            }
+        )
+        for i in order
+        if combos[i] != (base.hidden_layer_sizes, base.alpha, base.learning_rate_init)
+    ]
+
+
+def _score(spec: TaskSpec, mlp: MLPSpec, splits: Splits, seed: int) -> tuple[float, float]:
+    pipeline = fit_pipeline(spec, mlp, seed, splits.train)
+    probabilities = pipeline.predict_proba(splits.validation.X)
+    labels = list(range(len(spec.target.labels)))
+    return (
+        roc_auc(splits.validation.y, probabilities),
+        float(log_loss(splits.validation.y, probabilities, labels=labels)),
+    )
