@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PIP_FLAGS ?= --disable-pip-version-check -q
 
-.PHONY: install serve train test lint typecheck check clean
+.PHONY: install tools serve train test lint typecheck check clean requirements
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,17 @@ serve: $(STAMP)
 train: $(STAMP)
 	$(BIN)/python -m training train all
 
-test: $(STAMP)
+# System tools the deployment tests use: a compose implementation and nginx (Debian packages).
+tools:
+	@if ! command -v docker-compose >/dev/null || ! command -v nginx >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose nginx-light >/dev/null; \
+	  else \
+	    echo "note: install docker-compose and nginx (apt-get install docker-compose nginx-light) to run the deployment tests"; \
+	  fi; \
+	fi
+
+test: $(STAMP) tools
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
@@ -34,6 +44,15 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 check: lint typecheck test
+
+# Re-pin the images' requirements from constraints.txt, each extra alone in a throwaway venv.
+requirements:
+	@for extra in serve train; do \
+	  rm -rf /tmp/req-$$extra && $(PYTHON) -m venv /tmp/req-$$extra && \
+	  /tmp/req-$$extra/bin/pip $(PIP_FLAGS) install -c constraints.txt ".[$$extra]" && \
+	  { echo "# Pinned $$extra dependencies for the $$extra image (make requirements regenerates this file)."; \
+	    /tmp/req-$$extra/bin/pip freeze --exclude draftpick-serving; } > requirements/$$extra.txt; \
+	done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -109,8 +109,9 @@ async def _poll(registry: ModelRegistry, interval: float) -> None:
         await asyncio.sleep(interval)
         try:
             await run_in_threadpool(registry.refresh)
-        except OSError:
-            # The registry folder itself may be briefly unreadable (a remount); try again next time.
+        except Exception:
+            # Known artefact problems are handled per task inside refresh; anything reaching here
+            # (an unreadable registry folder, a bug) must not end hot reloading for good.
             logger.exception("registry poll failed")
 
 

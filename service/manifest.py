@@ -7,6 +7,7 @@ and so does the training package, so the two sides cannot drift apart.
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -174,6 +175,16 @@ class Manifest(_Frozen):
         path = folder / MANIFEST_FILE
         path.write_text(self.model_dump_json(indent=2) + "\n", encoding="utf-8")
         return path
+
+
+def normalize_header(header: str) -> str:
+    """How a CSV header is matched to a feature name or alias, the same in training and serving.
+
+    Case, spaces and punctuation are ignored and camelCase is split, so `Num Of Products`,
+    `num_of_products` and `NumOfProducts` all match.
+    """
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", header.strip())
+    return re.sub(r"[^a-z0-9]+", "_", spaced.lower()).strip("_")
 
 
 def sha256_file(path: Path) -> str:

@@ -55,10 +55,11 @@ class RequestContext:
             self._record(scope, state, status, time.perf_counter() - started)
 
     def _record(self, scope: Scope, state: dict[str, Any], status: int, seconds: float) -> None:
-        route = getattr(scope.get("route"), "path", None)
+        route = state.get("route") or getattr(scope.get("route"), "path", None)
         if route is None:
-            # Plain Starlette routes (docs, openapi.json) have a fixed path; anything else is a 404.
-            route = scope["path"] if "endpoint" in scope else "unmatched"
+            # Never the raw path, which a caller controls: label values must stay a bounded set.
+            endpoint = scope.get("endpoint")
+            route = getattr(endpoint, "__name__", "unmatched") if endpoint else "unmatched"
         model = state.get("model", "")
         self.metrics.observe_request(route, model, status, seconds)
         access_logger.info(

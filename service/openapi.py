@@ -11,10 +11,18 @@ from fastapi.openapi.utils import get_openapi
 
 from service.manifest import Feature, Manifest
 from service.model import LoadedModel
-from service.schemas import PredictRequest
+from service.schemas import InferRequest, InferResponse, PredictRequest, PredictResponse
 
 REF = "#/components/schemas/{model}"
 JSON_TYPES = {"float": "number", "int": "integer", "bool": "boolean", "category": "string"}
+ERROR_RESPONSES: dict[str, Any] = {
+    "400": {"description": "Malformed JSON or CSV"},
+    "404": {"description": "Unknown model"},
+    "413": {"description": "Body or batch over the limit"},
+    "415": {"description": "Neither application/json nor text/csv"},
+    "422": {"description": "A record breaks the contract: loc = [body, records, i, field]"},
+    "503": {"description": "The model is not loaded"},
+}
 
 
 def build_openapi(app: FastAPI, models: list[LoadedModel], max_records: int) -> dict[str, Any]:
@@ -23,7 +31,13 @@ def build_openapi(app: FastAPI, models: list[LoadedModel], max_records: int) -> 
         title=app.title, version=app.version, description=app.description, routes=app.routes
     )
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    components["PredictRequest"] = PredictRequest.model_json_schema(ref_template=REF)
+    for envelope in (PredictRequest, PredictResponse, InferRequest, InferResponse):
+        envelope_schema = envelope.model_json_schema(ref_template=REF)
+        components.update(envelope_schema.pop("$defs", {}))
+        components[envelope.__name__] = envelope_schema
+    schema["paths"]["/v1/models/{task}/predict"] = {"post": _generic_predict()}
+    for path in ("/v2/models/{task}/infer", "/v2/models/{task}/versions/{model_version}/infer"):
+        schema["paths"][path] = {"post": _infer(path)}
     for model in models:
         manifest = model.manifest
         prefix = "".join(part.capitalize() for part in manifest.name.split("_"))
@@ -47,6 +61,67 @@ def build_openapi(app: FastAPI, models: list[LoadedModel], max_records: int) -> 
             "post": _operation(manifest, prefix)
         }
     return schema
+
+
+def _generic_predict() -> dict[str, Any]:
+    """The route every model shares; the per-model paths below carry schemas and examples."""
+    return {
+        "tags": ["v1"],
+        "summary": "Predict with any served model",
+        "description": 'JSON `{"records": [...]}` or a CSV with a header (feature names or '
+        "aliases, any case; other columns are passed through). See the per-model paths for "
+        "each model's record schema.",
+        "operationId": "predict",
+        "parameters": [_path_parameter("task")],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": REF.format(model="PredictRequest")}},
+                "text/csv": {"schema": {"type": "string"}},
+            },
+        },
+        "responses": {
+            "200": {
+                "description": "One prediction per record, in order (CSV in, CSV out).",
+                "content": {
+                    "application/json": {"schema": {"$ref": REF.format(model="PredictResponse")}},
+                    "text/csv": {"schema": {"type": "string"}},
+                },
+            },
+            **ERROR_RESPONSES,
+        },
+    }
+
+
+def _infer(path: str) -> dict[str, Any]:
+    parameters = [_path_parameter("task")]
+    if "{model_version}" in path:
+        parameters.append(_path_parameter("model_version"))
+    return {
+        "tags": ["v2 (Open Inference Protocol)"],
+        "summary": "Infer (Open Inference Protocol)",
+        "operationId": "infer_version" if "{model_version}" in path else "infer",
+        "parameters": parameters,
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": REF.format(model="InferRequest")}}},
+        },
+        "responses": {
+            "200": {
+                "description": "label (BYTES [n]) and probabilities (FP32 [n, k])",
+                "content": {
+                    "application/json": {"schema": {"$ref": REF.format(model="InferResponse")}}
+                },
+            },
+            "400": {"description": 'Bad tensors: {"error": "..."}'},
+            "404": {"description": "Unknown model or version"},
+            "503": {"description": "Model not ready"},
+        },
+    }
+
+
+def _path_parameter(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
 
 
 def record_schema(manifest: Manifest) -> dict[str, Any]:
@@ -138,7 +213,7 @@ def _operation(manifest: Manifest, prefix: str) -> dict[str, Any]:
                     "text/csv": {"schema": {"type": "string"}},
                 },
             },
-            "422": {"description": "A record breaks the contract: loc = [body, records, i, field]"},
+            **ERROR_RESPONSES,
         },
     }
 

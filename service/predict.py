@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from service.batch import Batch
-from service.errors import BatchTooLarge, InvalidInput, MalformedBody, Problem
+from service.errors import InvalidInput, MalformedBody, Problem
 from service.model import LoadedModel, Prediction
 from service.records import batch_from_records
 from service.render import prediction_cells, prediction_header
@@ -20,41 +20,6 @@ class Result:
 
     batch: Batch
     prediction: Prediction
-
-
-def records_of(payload: Any, limit: int) -> list[Any]:
-    """The `records` list of a v1 JSON body: present, a list, 1 to `limit` long, nothing else."""
-    if type(payload) is not dict:
-        raise InvalidInput(
-            [
-                Problem(
-                    None, None, "Input should be an object with 'records'", "model_attributes_type"
-                )
-            ],
-            ("body",),
-        )
-    extra = [key for key in payload if key != "records"]
-    if extra:
-        raise InvalidInput(
-            [
-                Problem(None, key, "Extra inputs are not permitted", "extra_forbidden")
-                for key in extra
-            ],
-            ("body",),
-        )
-    if "records" not in payload:
-        raise InvalidInput([Problem(None, "records", "Field required", "missing")], ("body",))
-    records = payload["records"]
-    if type(records) is not list:
-        raise InvalidInput(
-            [Problem(None, "records", "Input should be a valid list", "list_type")], ("body",)
-        )
-    if not records:
-        msg = "List should have at least 1 item after validation, not 0"
-        raise InvalidInput([Problem(None, "records", msg, "too_short")], ("body",))
-    if len(records) > limit:
-        raise BatchTooLarge(len(records), limit)
-    return records
 
 
 def predict_records(model: LoadedModel, records: list[Any]) -> Result:

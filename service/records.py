@@ -9,8 +9,29 @@ from typing import Any
 import numpy as np
 
 from service.batch import Batch
-from service.errors import InvalidInput, Problem
+from service.errors import BatchTooLarge, InvalidInput, Problem
 from service.validation import MAX_PROBLEMS, Validator, ValuesInvalid
+
+
+def records_of(payload: Any, limit: int) -> list[Any]:
+    """The `records` list of a v1 JSON body: present, a list, 1 to `limit` long, nothing else."""
+    if type(payload) is not dict:
+        msg = "Input should be an object with 'records'"
+        raise _envelope_error(None, msg, "model_attributes_type")
+    extra = next((key for key in payload if key != "records"), None)
+    if extra is not None:
+        raise _envelope_error(extra, "Extra inputs are not permitted", "extra_forbidden")
+    if "records" not in payload:
+        raise _envelope_error("records", "Field required", "missing")
+    records = payload["records"]
+    if type(records) is not list:
+        raise _envelope_error("records", "Input should be a valid list", "list_type")
+    if not records:
+        msg = "List should have at least 1 item after validation, not 0"
+        raise _envelope_error("records", msg, "too_short")
+    if len(records) > limit:
+        raise BatchTooLarge(len(records), limit)
+    return records
 
 
 def batch_from_records(validator: Validator, records: list[Any]) -> Batch:
@@ -22,6 +43,7 @@ def batch_from_records(validator: Validator, records: list[Any]) -> Batch:
     if problems:
         raise InvalidInput(validator.ordered(problems))
     numbers = np.array([columns[f.name] for f in validator.numeric], dtype=np.float64)
+    numbers = numbers.reshape(len(validator.numeric), len(records))  # [0, n] when no numbers
     categories = {f.name: columns[f.name] for f in validator.categorical}
     try:
         return validator.assemble(len(records), numbers, categories, columns)
@@ -65,6 +87,10 @@ def _key_problems(names: list[str], records: list[dict[str, Any]]) -> list[Probl
         if len(problems) >= MAX_PROBLEMS:
             break
     return problems[:MAX_PROBLEMS]
+
+
+def _envelope_error(field: str | None, msg: str, kind: str) -> InvalidInput:
+    return InvalidInput([Problem(None, field, msg, kind)], ("body",))
 
 
 def _not_objects(records: list[Any]) -> list[Problem]:

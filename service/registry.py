@@ -105,6 +105,11 @@ class ModelRegistry:
         except PointerError as exc:
             return self._refuse(status, None, str(exc), retry_failed)
         if current is not None and current.version == version:
+            if status.error is not None:  # the pointer is back on the served version (a rollback)
+                self._status = {
+                    **self._status,
+                    name: replace(status, error=None, error_version=None),
+                }
             return Outcome(name, version, changed=False)
         if status.error_version == version and not retry_failed:
             return Outcome(name, version, changed=False, error=status.error)

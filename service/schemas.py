@@ -57,6 +57,37 @@ class PredictResponse(BaseModel):
     predictions: list[PredictionOut]
 
 
+class Tensor(BaseModel):
+    """An Open Inference Protocol tensor: row-major `data` (flat or nested) of the given shape."""
+
+    name: str
+    shape: list[int]
+    datatype: str = Field(description="FP32, FP64, INT8-64, UINT8-64, BOOL or BYTES.")
+    data: list[Any]
+    parameters: dict[str, Any] | None = None
+
+
+class RequestedOutput(BaseModel):
+    name: str = Field(description="label or probabilities")
+    parameters: dict[str, Any] | None = None
+
+
+class InferRequest(BaseModel):
+    """One input tensor per feature ([n] or [n, 1]); outputs default to both."""
+
+    id: str | None = None
+    inputs: list[Tensor]
+    outputs: list[RequestedOutput] | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class InferResponse(BaseModel):
+    model_name: str
+    model_version: str
+    id: str | None = None
+    outputs: list[Tensor]
+
+
 def model_summary(status: TaskStatus, model: LoadedModel | None) -> dict[str, Any]:
     """One line of GET /v1/models: what is served and whether it is ready."""
     manifest = model.manifest if model else None

@@ -9,7 +9,6 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import islice
@@ -20,7 +19,7 @@ import numpy.typing as npt
 
 from service.batch import Batch
 from service.errors import InvalidInput, MalformedBody, Problem
-from service.manifest import Feature, Manifest
+from service.manifest import Feature, Manifest, normalize_header
 from service.validation import BOOL_WORDS, MAX_PROBLEMS_PER_RULE, Validator, ValuesInvalid
 
 ROW_LOCATION = ("body", "rows")
@@ -33,15 +32,6 @@ class Layout:
 
     header: list[str]
     positions: dict[str, int]
-
-
-def normalize_header(header: str) -> str:
-    """Compare headers loosely: `Num Of Products`, `num_of_products` and `NumOfProducts` match.
-
-    Same rule as training's CSV reader, so a file that trains also predicts.
-    """
-    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", header.strip())
-    return re.sub(r"[^a-z0-9]+", "_", spaced.lower()).strip("_")
 
 
 def rows(body: bytes) -> Iterator[list[str]]:

@@ -118,6 +118,9 @@ def _by_name(inputs: Any) -> dict[str, dict[str, Any]]:
 
 def _data(name: str, tensor: dict[str, Any], limit: int) -> list[Any]:
     """The tensor's values, flat, after checking the shape ([n] or [n, 1]) against the data."""
+    parameters = tensor.get("parameters")
+    if type(parameters) is dict and "binary_data_size" in parameters:
+        raise BadTensor(f"input {name!r}: binary tensor data is not supported; send JSON data")
     shape: Any = tensor.get("shape")
     if not _is_shape(shape) or len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1):
         raise BadTensor(f"input {name!r}: shape {str(shape)[:80]} is not [n] or [n, 1]")

@@ -90,7 +90,8 @@ class Validator:
         problems = [
             p for f in self.categorical for p in self._category_problems(f, categories[f.name])
         ]
-        as_float32 = numbers.astype(np.float32)
+        with np.errstate(over="ignore"):  # overflow becomes inf, which the checks then reject
+            as_float32 = numbers.astype(np.float32)
         if self.numeric:
             problems.extend(self._number_problems(numbers, as_float32, raw))
         if problems:
@@ -142,10 +143,12 @@ class Validator:
 def number_problems(feature: Feature, values: Matrix, raw: Sequence[Any]) -> list[Problem]:
     """Name each broken rule of one numeric feature, with its first offending records."""
     finite = np.isfinite(values)
+    with np.errstate(over="ignore"):
+        fits = np.isfinite(values.astype(np.float32))
     rules: list[tuple[npt.NDArray[np.bool_], str, str]] = [
         (~finite, "Input should be a finite number", "finite_number"),
         (
-            finite & ~np.isfinite(values.astype(np.float32)),
+            finite & ~fits,
             "Input should fit a 32-bit float",
             "finite_number",
         ),

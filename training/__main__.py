@@ -1,4 +1,4 @@
-"""Command line of the training package: train, list, rollback, generate, report.
+"""Command line of the training package: train, list, rollback, generate, report, export-triton.
 
 Exit codes: 0 done; 1 a run finished but was not promoted, or failed unexpectedly;
 2 bad input (unknown task, bad spec, bad CSV, bad arguments), nothing written to the registry.
@@ -32,6 +32,7 @@ from training.train import (
     TrainResult,
     train,
 )
+from training.triton import export_triton
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 BAD_INPUT = (
@@ -136,6 +137,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_export_triton(args: argparse.Namespace) -> int:
+    task_dir = _task_dir(args.models, args.task)
+    version = args.version or registry.current_version(task_dir)
+    if version is None or version not in registry.versions(task_dir):
+        raise registry.RegistryError(f"{args.task}: no such version {version!r}")
+    model_dir = export_triton(task_dir / version, args.out)
+    out.print(f"{args.task} {version}: wrote {model_dir / 'config.pbtxt'}")
+    return EXIT_OK
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m training",
@@ -183,6 +194,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", help="default: the current version")
     p.add_argument("--out", type=Path, default=Path("models"))
     p.set_defaults(run=cmd_report)
+
+    p = commands.add_parser("export-triton", help="write a Triton / KServe model repository")
+    p.add_argument("task")
+    p.add_argument("--out", type=Path, required=True, help="model repository folder to write")
+    p.add_argument("--version", help="default: the current version")
+    p.add_argument("--models", type=Path, default=Path("models"), help="registry folder")
+    p.set_defaults(run=cmd_export_triton)
     return parser
 
 

@@ -7,7 +7,6 @@ line instead of surfacing later as a NaN inside the model.
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy.typing as npt
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from service.manifest import normalize_header
 from training.spec import FeatureSpec, SplitSpec, TaskSpec
 
 TRUE_WORDS = frozenset({"1", "1.0", "true", "yes", "y", "t"})
@@ -53,12 +53,6 @@ class Splits:
     train: Dataset
     validation: Dataset
     test: Dataset
-
-
-def normalize_header(header: str) -> str:
-    """Compare headers loosely: `Num Of Products`, `num_of_products` and `NumOfProducts` match."""
-    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", header.strip())
-    return re.sub(r"[^a-z0-9]+", "_", spaced.lower()).strip("_")
 
 
 def read_csv(spec: TaskSpec, path: Path) -> Dataset:

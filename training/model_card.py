@@ -29,12 +29,10 @@ METRIC_ROWS: tuple[tuple[str, str], ...] = (
     ("brier", "Brier score"),
     ("ece", "Expected calibration error"),
 )
-CRITERIA = {
-    "f1": "maximises F1 of the positive class",
-    "youden": "maximises Youden's J (true positive rate minus false positive rate)",
-    "accuracy": "maximises accuracy",
-    "balanced_accuracy": "maximises balanced accuracy",
-    "default": "is the default 0.5",
+CRITERIA = {  # the values of TaskSpec.threshold_criterion (training/spec.py)
+    "max_f1": "maximises F1 of the positive class on the validation rows",
+    "max_accuracy": "maximises accuracy on the validation rows",
+    "fixed": "comes from the task spec rather than being tuned",
 }
 
 
@@ -184,8 +182,9 @@ def _threshold(manifest: Manifest) -> str:
     if criterion is None:
         how = "The criterion that chose it was not recorded."
     else:
-        prose = CRITERIA.get(str(criterion), f"follows the criterion `{criterion}`")
-        how = f"It was chosen on the validation rows and {prose}."
+        prose = CRITERIA.get(str(criterion))
+        how = f"It was chosen at training time by the criterion `{criterion}`"
+        how += f": it {prose}." if prose else "."
     return (
         f"## Decision threshold\n\n`{manifest.positive_label}` is predicted when "
         f"P({manifest.target} = {manifest.positive_label}) ≥ **{_number(manifest.threshold)}**. "
@@ -288,7 +287,8 @@ def _uncertainty(evaluation: Evaluation) -> str:
 def _plots(plots: Sequence[str]) -> str:
     if not plots:
         return ""
-    figures = [f"### {PLOT_TITLES.get(name, name)}\n\n![{name}]({name})" for name in plots]
+    titles = [(PLOT_TITLES.get(name, name), name) for name in plots]
+    figures = [f"### {title}\n\n![{title}]({name})" for title, name in titles]
     return "## Plots\n\n" + "\n\n".join(figures)
 
 

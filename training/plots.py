@@ -38,11 +38,11 @@ CALIBRATION_BINS = 10
 class Curves:
     """What the plots need beyond the manifest: per-epoch history and test-set predictions."""
 
-    loss: Sequence[float]
-    validation_score: Sequence[float] | None
-    y_true: npt.NDArray[np.int64]
-    probabilities: npt.NDArray[np.float64]
-    true_probability: npt.NDArray[np.float64] | None
+    loss: Sequence[float]  # MLPClassifier.loss_curve_
+    validation_score: Sequence[float] | None  # MLPClassifier.validation_scores_, or None
+    y_true: npt.NDArray[np.int64]  # class indices 0..k-1 of the evaluated sample
+    probabilities: npt.NDArray[np.float64]  # shape (n, k), columns in manifest.labels order
+    true_probability: npt.NDArray[np.float64] | None  # generator's P(positive) per row, or None
 
 
 def write_plots(folder: Path, manifest: Manifest, curves: Curves) -> list[Path]:
@@ -198,4 +198,5 @@ def _operating_point(manifest: Manifest, curves: Curves) -> tuple[float, float, 
 
 def _title(manifest: Manifest, what: str, curves: Curves | None = None) -> str:
     rows = f", {len(curves.y_true):,} rows" if curves is not None else ""
-    return f"{manifest.title or manifest.name} {manifest.version}: {what}{rows}"
+    # Two lines: a long task title plus version and sample would be clipped on one.
+    return f"{manifest.title or manifest.name} ({manifest.version})\n{what}{rows}"

@@ -154,7 +154,8 @@ class TaskSpec(_Spec):
     title: str = ""
     description: str = ""
     source: str | None = None
-    threshold_criterion: Literal["max_f1", "max_accuracy"] = "max_f1"
+    threshold_criterion: Literal["max_f1", "max_accuracy", "fixed"] = "max_f1"
+    threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
     target: TargetSpec
     split: SplitSpec = SplitSpec()
     mlp: MLPSpec = MLPSpec()

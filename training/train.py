@@ -185,8 +185,8 @@ def _publish(
 
 
 def _threshold(spec: TaskSpec, pipeline: Pipeline, validation: Dataset) -> float:
-    if spec.target.kind != "binary":
-        return 0.5
+    if spec.target.kind != "binary" or spec.threshold_criterion == "fixed":
+        return spec.threshold
     positive = pipeline.predict_proba(validation.X)[:, 1]
     return choose_threshold(validation.y, positive, spec.threshold_criterion)
 

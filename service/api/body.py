@@ -13,12 +13,21 @@ MediaKind = Literal["json", "csv"]
 CSV_TYPES = frozenset({"text/csv", "application/csv"})
 
 
-def media_kind(request: Request, accepted: tuple[MediaKind, ...] = ("json", "csv")) -> MediaKind:
-    """JSON (application/json, any +json) or CSV, from the Content-Type; anything else is a 415."""
+def media_kind(
+    request: Request,
+    accepted: tuple[MediaKind, ...] = ("json", "csv"),
+    default: MediaKind | None = None,
+) -> MediaKind:
+    """JSON (application/json, any +json) or CSV, from the Content-Type; anything else is a 415.
+
+    `default` is for clients that send no Content-Type at all (tritonclient does not).
+    """
     raw = request.headers.get("content-type", "")
     essence = raw.split(";", 1)[0].strip().lower()
     kind: MediaKind | None = None
-    if essence == "application/json" or essence.endswith("+json"):
+    if not essence and default is not None:
+        kind = default
+    elif essence == "application/json" or essence.endswith("+json"):
         kind = "json"
     elif essence in CSV_TYPES:
         kind = "csv"

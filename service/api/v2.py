@@ -75,15 +75,19 @@ async def model_ready(task: str, request: Request, model_version: str | None = N
     return json_response({"name": model.name, "ready": True})
 
 
-@router.post("/models/{task}/infer")
-@router.post("/models/{task}/versions/{model_version}/infer")
-async def infer(task: str, request: Request, model_version: str | None = None) -> Response:
-    """One tensor per feature in, `label` (BYTES) and `probabilities` (FP32 [n, k]) out."""
+async def infer(request: Request) -> Response:
+    """One tensor per feature in, `label` (BYTES) and `probabilities` (FP32 [n, k]) out.
+
+    A plain Starlette route like v1's predict (documented in `service.openapi`), for speed.
+    """
+    request.state.route = INFER_ROUTE
+    task: str = request.path_params["task"]
+    model_version: str | None = request.path_params.get("model_version")
     ctx = context(request)
     model = _model(request, task, model_version)
     if "inference-header-content-length" in request.headers:
         raise BadTensor("binary tensor data is not supported; send JSON tensors")
-    media_kind(request, ("json",))
+    media_kind(request, ("json",), default="json")
     payload = parse_json(await read_body(request, ctx.settings.max_body_bytes))
     if type(payload) is not dict:
         raise BadTensor("the request body must be a JSON object with 'inputs'")
@@ -105,6 +109,11 @@ async def infer(task: str, request: Request, model_version: str | None = None) -
         body["id"] = request_id
     body["outputs"] = tensors
     return json_response(body)
+
+
+# Plain routes do not get the router's prefix, so full paths are given.
+for _path in (INFER_ROUTE, "/v2/models/{task}/versions/{model_version}/infer"):
+    router.add_route(_path, infer, methods=["POST"], include_in_schema=False)
 
 
 def _infer(

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.data import DataError, from_frame, normalize_header, read_csv, split
+from service.manifest import normalize_header
+from training.data import DataError, from_frame, read_csv, split
 from training.generators import generate
 from training.spec import load_task
 

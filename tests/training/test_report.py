@@ -132,7 +132,7 @@ def _fit(k: int, early_stopping: bool) -> Curves:
 
 @pytest.fixture(scope="module")
 def binary_manifest() -> Manifest:
-    return _manifest("binary", BINARY_FEATURES, ["no", "yes"], {"threshold_criterion": "f1"})
+    return _manifest("binary", BINARY_FEATURES, ["no", "yes"], {"threshold_criterion": "max_f1"})
 
 
 @pytest.fixture(scope="module")
@@ -231,7 +231,7 @@ def test_model_card_omits_bayes_figures_when_unknown(multiclass_report: Path) ->
 def test_model_card_explains_the_threshold(binary_report: Path) -> None:
     card = _card(binary_report)
     assert "≥ **0.42**" in card
-    assert "maximises F1" in card
+    assert "maximises F1 of the positive class on the validation rows" in card
 
 
 def test_model_card_warns_about_synthetic_data_only_when_generated(
