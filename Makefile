@@ -23,13 +23,18 @@ serve: $(STAMP)
 train: $(STAMP)
 	$(BIN)/python -m training train all
 
-# System tools the deployment tests use: a compose implementation and nginx (Debian packages).
+# System tools some tests use: a compose implementation and nginx (deployment tests) and
+# chromium (the web page's browser test), all Debian packages.
+SYSTEM_TOOLS := docker-compose nginx chromium
+SYSTEM_PACKAGES := docker-compose nginx-light chromium
 tools:
-	@if ! command -v docker-compose >/dev/null || ! command -v nginx >/dev/null; then \
+	@missing=""; for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose nginx-light >/dev/null; \
+	    echo "installing$$missing (apt-get)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
 	  else \
-	    echo "note: install docker-compose and nginx (apt-get install docker-compose nginx-light) to run the deployment tests"; \
+	    echo "note: missing$$missing: apt-get install $(SYSTEM_PACKAGES) to run every test"; \
 	  fi; \
 	fi
 

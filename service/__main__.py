@@ -1,6 +1,11 @@
-"""`python -m service` / `draftpick-serve`: run uvicorn with settings from PREDICT_* variables."""
+"""`python -m service` / `draftpick-serve`: run uvicorn with settings from PREDICT_* variables.
+
+`python -m service score ...` scores a CSV file offline instead (see `service.score`).
+"""
 
 from __future__ import annotations
+
+import sys
 
 import uvicorn
 
@@ -10,6 +15,10 @@ from service.settings import Settings
 
 def main() -> None:
     """Start the server; the app itself is built by the factory in each worker process."""
+    if sys.argv[1:2] == ["score"]:
+        from service.score import main as score  # only the command pays for its imports
+
+        raise SystemExit(score(sys.argv[2:]))
     settings = Settings()
     configure_logging(settings.log_level)
     uvicorn.run(
@@ -22,6 +31,8 @@ def main() -> None:
         access_log=False,  # service.middleware writes one JSON line per request instead
         log_level=settings.log_level.lower(),
         server_header=False,
+        # On SIGTERM: stop accepting, let requests in flight finish for up to this long, exit 0.
+        timeout_graceful_shutdown=settings.graceful_timeout_seconds,
     )
 
 

@@ -141,6 +141,31 @@ class Forbidden(ServiceError):
         super().__init__("invalid admin token")
 
 
+class MissingApiKey(ServiceError):
+    status_code = HTTPStatus.UNAUTHORIZED
+
+    def __init__(self) -> None:
+        super().__init__(
+            "missing API key (send 'Authorization: Bearer <key>' or 'X-API-Key: <key>')"
+        )
+
+
+class InvalidApiKey(ServiceError):
+    status_code = HTTPStatus.FORBIDDEN
+
+    def __init__(self) -> None:
+        super().__init__("invalid API key")
+
+
+class BodyTimeout(ServiceError):
+    """The body did not arrive in time: a stalled or deliberately slow client."""
+
+    status_code = HTTPStatus.REQUEST_TIMEOUT
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"request body not received within {seconds:g} seconds")
+
+
 class ArtefactError(Exception):
     """A model version on disk cannot be served; it is refused and the reason is reported."""
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 from prometheus_client import (
@@ -86,16 +88,31 @@ class Metrics:
             ["model", "result"],
             registry=self.registry,
         )
+        # `labels()` costs more than the increment itself (it validates and hashes every call), so
+        # each child is looked up once; label sets are bounded (routes and known models).
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._record_children: dict[tuple[str, str], Any] = {}
+        self._label_children: dict[tuple[str, str], Any] = {}
+        self._range_children: dict[tuple[str, str], Any] = {}
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
     def observe_request(self, route: str, model: str, status: int, seconds: float) -> None:
-        self.requests.labels(route, model, str(status)).inc()
-        self.latency.labels(route, model, str(status)).observe(seconds)
+        key = (route, model, status)
+        children = self._request_children.get(key)
+        if children is None:
+            labels = (route, model, str(status))
+            children = (self.requests.labels(*labels), self.latency.labels(*labels))
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe_records(self, route: str, model: str, count: int) -> None:
-        self.records.labels(route, model).observe(count)
+        child = self._record_children.get((route, model))
+        if child is None:
+            child = self._record_children[(route, model)] = self.records.labels(route, model)
+        child.observe(count)
 
     def observe_predictions(
         self,
@@ -105,12 +122,17 @@ class Metrics:
     ) -> None:
         """Count labels with one bincount rather than per record."""
         name = model.name
-        counts = np.bincount(classes, minlength=len(model.manifest.labels))
-        for label, count in zip(model.manifest.labels, counts.tolist(), strict=True):
-            if count:
-                self.predictions.labels(name, label).inc(count)
+        labels = model.manifest.labels
+        if len(classes) == 1:
+            self._child(self.predictions, self._label_children, name, labels[int(classes[0])]).inc()
+        else:
+            counts = np.bincount(classes, minlength=len(labels))
+            for label, count in zip(labels, counts.tolist(), strict=True):
+                if count:
+                    self._child(self.predictions, self._label_children, name, label).inc(count)
         for feature, mask in out_of_range.items():
-            self.out_of_range.labels(name, feature).inc(int(np.count_nonzero(mask)))
+            child = self._child(self.out_of_range, self._range_children, name, feature)
+            child.inc(int(np.count_nonzero(mask)))
 
     def loaded(self, model: LoadedModel, previous: LoadedModel | None) -> None:
         if previous is not None:
@@ -120,3 +142,12 @@ class Metrics:
 
     def refused(self, name: str, version: str | None) -> None:
         self.reloads.labels(name, "failure").inc()
+
+    @staticmethod
+    def _child(
+        metric: Counter, children: dict[tuple[str, str], Any], model: str, value: str
+    ) -> Any:
+        child = children.get((model, value))
+        if child is None:
+            child = children[(model, value)] = metric.labels(model, value)
+        return child

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 
 from service.batch import Batch
 from service.model import LoadedModel, Prediction
@@ -13,6 +15,7 @@ from service.model import LoadedModel, Prediction
 # The model computes in float32 (about 7 significant digits); more decimals would be noise.
 DECIMALS = 7
 FLAG_SEPARATOR = ";"
+_FLAG_JSON = {0: b"[]"}
 
 
 def predicted_probability(model: LoadedModel, prediction: Prediction) -> npt.NDArray[np.float64]:
@@ -28,20 +31,55 @@ def predicted_probability(model: LoadedModel, prediction: Prediction) -> npt.NDA
 def prediction_records(
     model: LoadedModel, batch: Batch, prediction: Prediction
 ) -> list[dict[str, Any]]:
-    """Per record: label, probability, probabilities by label, out_of_range (features)."""
+    """Per record: label, probability, probabilities by label, out_of_range (features).
+
+    One rounding and one `tolist` for the whole batch; the chosen probability is read from the
+    rounded row (the same number `predicted_probability` gives) rather than computed again.
+    """
     labels = model.manifest.labels
-    names = np.asarray(labels, dtype=object)[prediction.classes].tolist()
+    classes = prediction.classes.tolist()
     rows = _rounded(prediction.probabilities).tolist()
-    chosen = predicted_probability(model, prediction).tolist()
+    if model.manifest.kind == "binary":
+        positive = model.manifest.positive_index
+        chosen = [row[positive] for row in rows]
+    else:
+        chosen = [row[index] for row, index in zip(rows, classes, strict=True)]
     return [
         {
-            "label": name,
+            "label": labels[index],
             "probability": p,
             "probabilities": dict(zip(labels, row, strict=True)),
             "out_of_range": flags,
         }
-        for name, p, row, flags in zip(names, chosen, rows, batch.flags(), strict=True)
+        for index, p, row, flags in zip(classes, chosen, rows, batch.flags(), strict=True)
     ]
+
+
+def prediction_json(model: LoadedModel, batch: Batch, prediction: Prediction) -> bytes:
+    """`prediction_records` already encoded: the same JSON bytes orjson writes for them.
+
+    orjson formats every rounded probability in one call; each record is then one `%` format of
+    a per-model template, about three times faster than building and encoding a dict per record.
+    """
+    labels = model.manifest.labels
+    width = len(labels)
+    classes = prediction.classes.tolist()
+    rounded = _rounded(prediction.probabilities)
+    tokens = orjson.dumps(rounded.ravel(), option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
+    if model.manifest.kind == "binary":
+        chosen = tokens[model.manifest.positive_index :: width]
+    else:
+        chosen = [tokens[row * width + index] for row, index in enumerate(classes)]
+    template, label_values = _record_template(tuple(labels))
+    flags = [_FLAG_JSON.get(len(row)) or orjson.dumps(row) for row in batch.flags()]
+    columns = [tokens[j::width] for j in range(width)]
+    records = [
+        template % values
+        for values in zip(
+            [label_values[index] for index in classes], chosen, *columns, flags, strict=True
+        )
+    ]
+    return b"[" + b",".join(records) + b"]"
 
 
 def prediction_header(model: LoadedModel, taken: set[str]) -> list[str]:
@@ -68,6 +106,17 @@ def prediction_cells(model: LoadedModel, batch: Batch, prediction: Prediction) -
     columns = [_text(_rounded(column)) for column in prediction.probabilities.T]
     flags = [FLAG_SEPARATOR.join(row) for row in batch.flags()]
     return [list(cells) for cells in zip(labels, chosen, *columns, flags, strict=True)]
+
+
+@lru_cache(maxsize=64)
+def _record_template(labels: tuple[str, ...]) -> tuple[bytes, list[bytes]]:
+    """The bytes template of one v1 prediction record, and each label's JSON string."""
+    quoted = [orjson.dumps(label) for label in labels]
+    probabilities = b",".join(label + b":%s" for label in quoted)
+    template = (
+        b'{"label":%s,"probability":%s,"probabilities":{' + probabilities + b'},"out_of_range":%s}'
+    )
+    return template, quoted
 
 
 def _rounded(values: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:

@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     poll_interval_seconds: float = Field(default=2.0, ge=0.0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     cors_origins: Annotated[list[str], NoDecode] = []
+    api_keys: Annotated[list[SecretStr], NoDecode] = []
+    body_timeout_seconds: float = Field(default=60.0, gt=0.0)
+    graceful_timeout_seconds: int = Field(default=30, ge=1)
 
     @field_validator("admin_token", mode="before")
     @classmethod
@@ -41,10 +44,10 @@ class Settings(BaseSettings):
     def _upper_log_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "api_keys", mode="before")
     @classmethod
-    def _split_origins(cls, value: object) -> object:
-        """Accept `a,b` from the environment as well as a list from Python."""
+    def _split_list(cls, value: object) -> object:
+        """Accept `a,b` from the environment as well as a list from Python; blanks are dropped."""
         if isinstance(value, str):
-            return [origin.strip() for origin in value.split(",") if origin.strip()]
+            return [item.strip() for item in value.split(",") if item.strip()]
         return value

@@ -6,7 +6,6 @@ import math
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from service.batch import Batch
 from service.errors import BadTensor, BatchTooLarge
@@ -19,6 +18,8 @@ INTEGER_TYPES = frozenset(
 )
 FLOAT_TYPES = frozenset({"FP32", "FP64"})
 OUTPUTS = ("label", "probabilities")
+# Up to this many rows, `Validator.quick` (plain Python) beats the numpy path (measured).
+QUICK_ROWS = 16
 
 
 def input_metadata(feature: Feature) -> dict[str, Any]:
@@ -49,11 +50,18 @@ def batch_from_tensors(validator: Validator, inputs: Any, limit: int) -> Batch:
     sizes = sorted({len(values) for values in data.values()})
     if len(sizes) > 1:
         raise BadTensor(f"inputs have different numbers of rows: {sizes}")
-    numbers = [_numbers(f, tensors[f.name]["datatype"], data[f.name]) for f in validator.numeric]
+    for f in validator.numeric:
+        _check_numbers(f, tensors[f.name]["datatype"], data[f.name])
     categories = {
         f.name: _strings(f, tensors[f.name]["datatype"], data[f.name])
         for f in validator.categorical
     }
+    if sizes[0] <= QUICK_ROWS:
+        rows = zip(*(data[f.name] for f in validator.features), strict=True)
+        batch = validator.quick(list(rows))
+        if batch is not None:
+            return batch
+    numbers = [np.asarray(data[f.name], dtype=np.float64) for f in validator.numeric]
     matrix = np.vstack(numbers) if numbers else np.empty((0, sizes[0]))
     try:
         return validator.assemble(sizes[0], matrix, categories, data)
@@ -137,8 +145,8 @@ def _data(name: str, tensor: dict[str, Any], limit: int) -> list[Any]:
     return data
 
 
-def _numbers(feature: Feature, datatype: Any, data: list[Any]) -> npt.NDArray[np.float64]:
-    """Numbers of a numeric datatype (or BOOL for a bool feature), as float64 for the checks."""
+def _check_numbers(feature: Feature, datatype: Any, data: list[Any]) -> None:
+    """Numbers of a numeric datatype (or BOOL for a bool feature); the rules come later."""
     name = feature.name
     if datatype == "BOOL" and feature.type == "bool":
         allowed: frozenset[type] = frozenset({bool})
@@ -152,7 +160,6 @@ def _numbers(feature: Feature, datatype: Any, data: list[Any]) -> npt.NDArray[np
     if not set(map(type, data)) <= allowed:
         index, value = next((i, v) for i, v in enumerate(data) if type(v) not in allowed)
         raise BadTensor(f"input {name!r}, element {index}: {str(value)[:40]!r} is not {datatype}")
-    return np.asarray(data, dtype=np.float64)
 
 
 def _strings(feature: Feature, datatype: Any, data: list[Any]) -> list[str]:

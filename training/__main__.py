@@ -128,22 +128,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    task_dir = _task_dir(args.out, args.task)
-    version = args.version or registry.current_version(task_dir)
-    if version is None or version not in registry.versions(task_dir):
-        raise registry.RegistryError(f"{args.task}: no such version {version!r}")
-    folder = task_dir / version
+    folder = _version_dir(args.out, args.task, args.version)
     out.print(str(write_model_card(folder / "report", Manifest.load(folder)).resolve()))
     return EXIT_OK
 
 
 def cmd_export_triton(args: argparse.Namespace) -> int:
-    task_dir = _task_dir(args.models, args.task)
-    version = args.version or registry.current_version(task_dir)
-    if version is None or version not in registry.versions(task_dir):
-        raise registry.RegistryError(f"{args.task}: no such version {version!r}")
-    model_dir = export_triton(task_dir / version, args.out)
-    out.print(f"{args.task} {version}: wrote {model_dir / 'config.pbtxt'}")
+    folder = _version_dir(args.models, args.task, args.version)
+    model_dir = export_triton(folder, args.out)
+    out.print(f"{args.task} {folder.name}: wrote {model_dir / 'config.pbtxt'}")
     return EXIT_OK
 
 
@@ -223,6 +216,15 @@ def _task_dir(models: Path, task: str) -> Path:
         if task_dir.name == task:
             return task_dir
     raise registry.RegistryError(f"no task {task!r} in {models}")
+
+
+def _version_dir(models: Path, task: str, version: str | None) -> Path:
+    """A published version's folder: the one named, or the current one."""
+    task_dir = _task_dir(models, task)
+    version = version or registry.current_version(task_dir)
+    if version is None or version not in registry.versions(task_dir):
+        raise registry.RegistryError(f"{task}: no such version {version!r}")
+    return task_dir / version
 
 
 def _stepper(task: str, quiet: bool) -> StepFactory:

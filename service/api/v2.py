@@ -31,6 +31,7 @@ SERVER_NAME = "draftpick-serving"
 PLATFORM = "onnxruntime_onnx"
 INLINE_ROWS = 1_000
 INFER_ROUTE = "/v2/models/{task}/infer"
+INFER_ROUTES = (INFER_ROUTE, "/v2/models/{task}/versions/{model_version}/infer")
 
 router = APIRouter(prefix="/v2", tags=["v2 (Open Inference Protocol)"])
 
@@ -112,7 +113,7 @@ async def infer(request: Request) -> Response:
 
 
 # Plain routes do not get the router's prefix, so full paths are given.
-for _path in (INFER_ROUTE, "/v2/models/{task}/versions/{model_version}/infer"):
+for _path in INFER_ROUTES:
     router.add_route(_path, infer, methods=["POST"], include_in_schema=False)
 
 

@@ -1,0 +1,1 @@
+"""Serving benchmark: our service against Seldon MLServer and the raw onnxruntime limit."""

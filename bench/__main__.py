@@ -1,0 +1,160 @@
+"""`python -m bench` (or `bash bench/run.sh`): the serving benchmark, one table, RESULTS.md.
+
+Runs on loopback only, every load bounded in time; every process it starts is stopped by PID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import platform
+import shlex
+import subprocess
+import sys
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+
+from bench import limits, mlserver_setup, report
+from bench.cases import BATCH_SIZES, all_cases, baseline_cases
+from bench.load import wrk_path
+from bench.payloads import churn_records, write_bodies
+from bench.runner import REPO, Run, Setup, run_cases
+from service.layout import read_pointer
+from service.manifest import Manifest
+
+CACHE = REPO / "bench" / ".cache"
+OUR_PACKAGES = (
+    "fastapi", "starlette", "uvicorn", "uvloop", "httptools", "orjson", "numpy", "onnxruntime",
+    "prometheus_client", "pydantic",
+)  # fmt: skip
+MLSERVER_PACKAGES = (
+    "mlserver", "mlserver-sklearn", "fastapi", "uvicorn", "uvloop", "scikit-learn", "onnxruntime",
+    "pandas",
+)  # fmt: skip
+log = logging.getLogger("bench")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    wrk_path()  # fail before any setup if the load generator is missing
+    quick = args.quick or args.smoke
+    seconds = args.seconds or (1.0 if args.smoke else 4.0 if args.quick else 10.0)
+    rounds = args.rounds or (1 if quick else 2)
+    use_mlserver = not (args.no_mlserver or args.smoke)
+    folder = REPO / "models" / "churn"
+    version_dir = folder / read_pointer(folder)
+    manifest = Manifest.load(version_dir)
+    bodies = write_bodies(manifest, CACHE / "bodies", [1, *BATCH_SIZES])
+    log.info("raw onnxruntime limit, in-process")
+    records = churn_records(manifest, max(BATCH_SIZES))
+    raw = limits.measure(
+        version_dir / manifest.onnx.file, manifest, records, [1, *BATCH_SIZES], 2.0
+    )
+    setup = Setup(CACHE, bodies, seconds, baseline_src=args.baseline_src)
+    if use_mlserver:
+        log.info("MLServer virtualenv and pickle (cached in %s)", CACHE)
+        setup = Setup(
+            CACHE,
+            bodies,
+            seconds,
+            mlserver_setup.ensure_venv(CACHE),
+            mlserver_setup.fit_pickle(CACHE, manifest),
+            (version_dir / manifest.onnx.file).resolve(),
+            args.baseline_src,
+        )
+    cases = all_cases(quick, use_mlserver)
+    if args.baseline_src is not None:
+        cases += baseline_cases(quick)
+    if args.smoke:
+        cases = [c for c in cases if c.records == 1 and c.server != "ours (2 workers)"]
+    run = run_cases(setup, cases, rounds)
+    text = _document(run, raw, setup, argv if argv is not None else sys.argv[1:], manifest)
+    print(text)  # noqa: T201  # the benchmark's output is the table
+    if not args.no_write:
+        report.write_section(args.out, text)
+        log.info("wrote %s", args.out)
+    return 0
+
+
+def _document(
+    run: Run, raw: dict[int, limits.RawLimit], setup: Setup, argv: list[str], manifest: Manifest
+) -> str:
+    command = shlex.join(["bash", "bench/run.sh", *argv])
+    parts = [
+        f"### Serving benchmark, generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        "",
+        f"Command: `{command}`. Model: churn {manifest.version} (10 inputs, MLP). "
+        f"Machine: {_cpu()}. Load: wrk, one thread, keep-alive, 127.0.0.1, "
+        f"{setup.seconds:g} s per case after a 1 s warm-up; batch cases use 2 connections.",
+        "",
+        f"Ours: {_versions(sys.executable, OUR_PACKAGES)}; Python {platform.python_version()}.",
+    ]
+    if setup.mlserver_python is not None:
+        parts.append(f"MLServer venv: {_versions(str(setup.mlserver_python), MLSERVER_PACKAGES)}.")
+    parts += [
+        "",
+        "Ratios are of means over the rounds, against the comparable case (same records per "
+        "request and connections) in this run. CPU ms/req: user+system CPU of the server "
+        "processes (from /proc) divided by requests served. Errors: non-2xx plus socket errors.",
+        "",
+        report.table(run, raw),
+        "",
+        "Raw onnxruntime limit (in-process, one intra-op thread, the service's input arrays):",
+        "",
+        report.raw_table(raw),
+        "",
+        report.rss_table(run),
+        "",
+        "Targets (issue 5):",
+        "",
+        report.targets(run),
+    ]
+    return "\n".join(parts)
+
+
+def _cpu() -> str:
+    out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+    model = fields.get("Model name", "?").strip()
+    return f"{model}, {fields.get('CPU(s)', '?').strip()} CPUs"
+
+
+def _versions(python: str, packages: tuple[str, ...]) -> str:
+    if python == sys.executable:
+        return ", ".join(f"{name} {_version(name)}" for name in packages)
+    code = (
+        "from importlib.metadata import version as v\n"
+        f"print(', '.join(f'{{n}} {{v(n)}}' for n in {list(packages)!r}))"
+    )
+    done = subprocess.run([python, "-c", code], capture_output=True, text=True, check=False)
+    return done.stdout.strip() or "?"
+
+
+def _version(name: str) -> str:
+    try:
+        return version(name)
+    except Exception:
+        return "not installed"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bash bench/run.sh", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="4 s per case, one round, fewer cases")
+    parser.add_argument("--smoke", action="store_true", help="our service and the ceiling, 1 s")
+    parser.add_argument("--no-mlserver", action="store_true", help="skip MLServer")
+    parser.add_argument("--seconds", type=float, help="seconds per case")
+    parser.add_argument("--rounds", type=int, help="rounds over all cases")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "RESULTS.md")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="also run the service from this source tree (e.g. `git archive HEAD service`)",
+    )
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""wrk on loopback, bounded in time, with bench/post.lua reporting one JSON summary line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.payloads import Body
+
+SCRIPT = Path(__file__).with_name("post.lua")
+MARKER = "BENCH_JSON "
+
+
+class LoadFailed(RuntimeError):
+    """wrk is missing, failed, or printed no summary."""
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What one wrk run measured (latencies in milliseconds)."""
+
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    non_2xx: int
+    socket_errors: int
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def errors(self) -> int:
+        return self.non_2xx + self.socket_errors
+
+
+def wrk_path() -> str:
+    found = shutil.which("wrk")
+    if found is None:
+        raise LoadFailed("wrk is not installed (Debian: apt-get install wrk)")
+    return found
+
+
+def run_wrk(url: str, body: Body, connections: int, seconds: float) -> LoadResult:
+    """One bounded run: one wrk thread, `connections` keep-alive connections, 127.0.0.1 only."""
+    if not url.startswith("http://127.0.0.1:"):
+        raise LoadFailed(f"refusing to load anything but loopback: {url}")
+    argv = [
+        wrk_path(),
+        "-t1",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--timeout",
+        "30s",
+        "-s",
+        str(SCRIPT),
+        url,
+        "--",
+        str(body.path),
+        body.content_type,
+    ]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=False)
+    line = next((ln for ln in done.stdout.splitlines() if ln.startswith(MARKER)), None)
+    if done.returncode != 0 or line is None:
+        raise LoadFailed(
+            f"wrk failed ({done.returncode}): {done.stdout[-500:]} {done.stderr[-500:]}"
+        )
+    raw = json.loads(line[len(MARKER) :])
+    return LoadResult(
+        requests=raw["requests"],
+        seconds=raw["duration_us"] / 1e6,
+        p50_ms=raw["p50_us"] / 1000,
+        p99_ms=raw["p99_us"] / 1000,
+        non_2xx=raw["status"],
+        socket_errors=raw["connect"] + raw["read"] + raw["write"] + raw["timeout"],
+    )

@@ -1,0 +1,149 @@
+"""Run the cases: start each server, warm it, load it with wrk, read its CPU time and memory."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import procs
+from bench.cases import BASELINE, CEILING, MLSERVER, OURS, OURS_TWO, Case
+from bench.load import LoadResult, run_wrk
+from bench.mlserver_setup import ONNX_MODEL, SKLEARN_MODEL, write_model_repository
+from bench.payloads import Body
+
+REPO = Path(__file__).resolve().parent.parent
+WARM_UP_SECONDS = 1.0
+log = logging.getLogger("bench")
+
+
+@dataclass(frozen=True)
+class Measurement:
+    case: Case
+    round: int
+    load: LoadResult
+    cpu_seconds: float
+
+    @property
+    def cpu_ms_per_request(self) -> float:
+        return 1000 * self.cpu_seconds / self.load.requests if self.load.requests else 0.0
+
+
+@dataclass
+class Run:
+    """Everything measured: wrk results per case and round, peak RSS per server worker."""
+
+    measurements: list[Measurement] = field(default_factory=list)
+    rss_mb: dict[str, list[float]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Setup:
+    cache: Path
+    bodies: dict[str, Body]
+    seconds: float
+    mlserver_python: Path | None = None
+    pickle: Path | None = None
+    onnx_file: Path | None = None
+    baseline_src: Path | None = None
+
+
+def run_cases(setup: Setup, cases: list[Case], rounds: int) -> Run:
+    """Rounds run every server in turn, so slow drifts of a shared machine hit all of them."""
+    run = Run()
+    servers = list(dict.fromkeys(case.server for case in cases))
+    for number in range(1, rounds + 1):
+        for server_name in servers:
+            mine = [case for case in cases if case.server == server_name]
+            with _server(setup, server_name) as server:
+                run.rss_mb.setdefault(f"{server_name}, after start", []).extend(_worker_rss(server))
+                _warm_up(server, setup, mine)
+                for case in mine:
+                    run.measurements.append(_measure(server, setup, case, number))
+                run.rss_mb.setdefault(f"{server_name}, after the cases", []).extend(
+                    _worker_rss(server)
+                )
+    return run
+
+
+def _measure(server: procs.Server, setup: Setup, case: Case, number: int) -> Measurement:
+    before = server.cpu_seconds()
+    load = run_wrk(server.url + case.path, setup.bodies[case.body], case.connections, setup.seconds)
+    cpu = server.cpu_seconds() - before
+    log.info(
+        "round %d  %-28s %6d rec %3d conn  %9.0f req/s  p99 %7.2f ms  errors %d",
+        number, case.system, case.records, case.connections, load.rate, load.p99_ms, load.errors,
+    )  # fmt: skip
+    return Measurement(case, number, load, cpu)
+
+
+def _warm_up(server: procs.Server, setup: Setup, cases: list[Case]) -> None:
+    """One short run per distinct route and body (JIT-free Python still fills caches, pools)."""
+    seen: set[tuple[str, str]] = set()
+    for case in cases:
+        if (case.path, case.body) not in seen:
+            seen.add((case.path, case.body))
+            run_wrk(server.url + case.path, setup.bodies[case.body], 2, WARM_UP_SECONDS)
+
+
+def _worker_rss(server: procs.Server) -> list[float]:
+    rss = server.peak_rss_mb()
+    return [rss[pid] for pid in server.workers() if pid in rss]
+
+
+@contextmanager
+def _server(setup: Setup, name: str) -> Iterator[procs.Server]:
+    starters: dict[str, Callable[[Setup, int], procs.Server]] = {
+        OURS: lambda s, port: _ours(s, port, 1),
+        OURS_TWO: lambda s, port: _ours(s, port, 2),
+        BASELINE: lambda s, port: _ours(s, port, 1, s.baseline_src),
+        CEILING: _ceiling,
+        MLSERVER: _mlserver,
+    }
+    server = starters[name](setup, procs.free_port())
+    log.info("started %s (pid %d) at %s", name, server.pid, server.url)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _ours(setup: Setup, port: int, workers: int, source: Path | None = None) -> procs.Server:
+    """`python -m service` as deployed; `source` puts another tree's `service` package first."""
+    env = {
+        "PREDICT_HOST": procs.HOST,
+        "PREDICT_PORT": str(port),
+        "PREDICT_WORKERS": str(workers),
+        "PREDICT_MODELS_DIR": str(REPO / "models"),
+    }
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
+    argv = [sys.executable, "-m", "service"]
+    name = f"service-{workers}w" + ("-baseline" if source else "")
+    log_file = setup.cache / "logs" / f"{name}.log"
+    cwd = source or REPO
+    return procs.start(name, argv, port, ["/readyz"], log_file, env, cwd)
+
+
+def _ceiling(setup: Setup, port: int) -> procs.Server:
+    argv = [
+        sys.executable, "-m", "uvicorn", "bench.ceiling:app", "--host", procs.HOST,
+        "--port", str(port), "--no-access-log", "--log-level", "warning",
+    ]  # fmt: skip
+    log_file = setup.cache / "logs" / "ceiling.log"
+    return procs.start("ceiling", argv, port, ["/health"], log_file, cwd=REPO)
+
+
+def _mlserver(setup: Setup, port: int) -> procs.Server:
+    assert setup.mlserver_python and setup.pickle and setup.onnx_file  # set when MLServer runs
+    folder = setup.cache / "mlserver-models"
+    ports = {"http": port, "grpc": procs.free_port(), "metrics": procs.free_port()}
+    write_model_repository(folder, setup.pickle, setup.onnx_file, ports)
+    argv = [str(setup.mlserver_python.parent / "mlserver"), "start", str(folder)]
+    env = {"PYTHONPATH": str(REPO / "bench")}
+    ready = [f"/v2/models/{name}/ready" for name in (ONNX_MODEL, SKLEARN_MODEL)]
+    log_file = setup.cache / "logs" / "mlserver.log"
+    return procs.start("mlserver", argv, port, ready, log_file, env, REPO, timeout=180)

@@ -1,0 +1,202 @@
+"""Scoring one block of CSV records for batch scoring: the API's CSV checks, row by row errors.
+
+The checks and the model run are the v1 CSV endpoint's own (`table.batch_from_rows`,
+`LoadedModel.predict`); what differs is what happens to a bad row. The API refuses the whole body,
+while a batch job sets the bad rows aside, reports them, and scores the rest.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+
+import numpy as np
+
+from service.batch import Batch
+from service.errors import InvalidInput, Problem
+from service.model import LoadedModel
+from service.render import DECIMALS, FLAG_SEPARATOR, prediction_header
+from service.table import Layout, batch_from_rows, encode_rows, layout
+
+# When a block fails, its rows are retried in groups this large, so one bad row costs the re-check
+# of a small group rather than of the whole block.
+GROUP_ROWS = 256
+NEEDS_QUOTES = frozenset(',"\r\n')
+PLAIN_BREAKERS = ('"', "\r", "\0")
+
+
+class BlockError(Exception):
+    """The block is not readable CSV (bad UTF-8 or quoting); `line` is counted within the block."""
+
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(line, message)  # both in args, so the error survives a worker's pickling
+        self.line = line
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
+class RowError:
+    """One broken rule of one row: `row` counts data rows from 0 (as the API's `loc`)."""
+
+    line: int
+    row: int
+    column: str | None
+    value: str | None
+    message: str
+
+    def shifted(self, lines: int, rows: int) -> RowError:
+        """The same error with its line and row counted from the start of the file."""
+        return RowError(self.line + lines, self.row + rows, self.column, self.value, self.message)
+
+
+@dataclass(frozen=True)
+class BlockResult:
+    """The scored rows as CSV bytes, the number of data rows read, and the rows set aside."""
+
+    output: bytes
+    rows: int
+    errors: list[RowError]
+
+
+class BlockScorer:
+    """Scores blocks of one CSV file (one header) with one model; built once per process."""
+
+    def __init__(self, model: LoadedModel, header: list[str]) -> None:
+        self.model = model
+        self.table: Layout = layout(model.manifest, header)
+        self._labels = np.asarray(model.manifest.labels, dtype=object)
+        self._plain_labels = not any(set(label) & NEEDS_QUOTES for label in model.manifest.labels)
+
+    def header(self) -> bytes:
+        """The caller's header plus the prediction columns, named as the v1 CSV endpoint does."""
+        taken = {name.strip().lower() for name in self.table.header}
+        return encode_rows([self.table.header + prediction_header(self.model, taken)])
+
+    def score(self, block: bytes) -> BlockResult:
+        """Check and predict every record of `block`; bad rows are reported, not written."""
+        text = _decode(block)
+        rows = _parse(text)
+        parts, problems = self._check(rows)
+        plain = self._plain_labels and '"' not in text and "\r" not in text
+        lines: list[str] = []
+        for indices, batch in parts:
+            part = rows if len(parts) == 1 and not problems else [rows[i] for i in indices]
+            lines.extend(self._render(part, batch, plain))
+        output = ("\r\n".join(lines) + "\r\n").encode("utf-8") if lines else b""
+        return BlockResult(output, len(rows), _row_errors(text, rows, problems, self.table))
+
+    def _check(self, rows: list[list[str]]) -> tuple[list[tuple[list[int], Batch]], list[Problem]]:
+        """The whole block in one check when it is clean; else group by group, dropping bad rows."""
+        if not rows:
+            return [], []
+        validator, table = self.model.validator, self.table
+        try:
+            return [(list(range(len(rows))), batch_from_rows(validator, table, rows, 0))], []
+        except InvalidInput:
+            pass
+        parts: list[tuple[list[int], Batch]] = []
+        problems: list[Problem] = []
+        for start in range(0, len(rows), GROUP_ROWS):
+            indices = list(range(start, min(start + GROUP_ROWS, len(rows))))
+            while indices:
+                try:
+                    batch = batch_from_rows(validator, table, [rows[i] for i in indices], 0)
+                except InvalidInput as exc:
+                    indices = _drop_reported(indices, exc.problems, problems)
+                    continue
+                parts.append((indices, batch))
+                break
+        return parts, problems
+
+    def _render(self, rows: list[list[str]], batch: Batch, plain: bool) -> list[str]:
+        """Rows with the prediction cells appended, in the v1 CSV endpoint's exact format."""
+        prediction = self.model.predict(batch)
+        rounded = prediction.probabilities.astype(np.float64).round(DECIMALS)
+        columns = [list(map(repr, column)) for column in rounded.T.tolist()]
+        if self.model.manifest.kind == "binary":
+            chosen = columns[self.model.manifest.positive_index]
+        else:
+            best = rounded[np.arange(len(rounded)), prediction.classes]
+            chosen = list(map(repr, best.tolist()))
+        labels = self._labels[prediction.classes].tolist()
+        flags = list(map(FLAG_SEPARATOR.join, batch.flags()))
+        extras = zip(labels, chosen, *columns, flags, strict=True)
+        if plain:
+            return [
+                ",".join(row) + "," + ",".join(extra)
+                for row, extra in zip(rows, extras, strict=True)
+            ]
+        encoded = encode_rows([row + list(extra) for row, extra in zip(rows, extras, strict=True)])
+        return encoded.decode("utf-8").removesuffix("\r\n").split("\r\n") if encoded else []
+
+
+def _decode(block: bytes) -> str:
+    try:
+        return block.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = block.count(b"\n", 0, exc.start) + 1
+        raise BlockError(line, f"not valid UTF-8 ({exc.reason})") from exc
+
+
+def _parse(text: str) -> list[list[str]]:
+    """Records of the block; blank lines are skipped, as the v1 CSV endpoint skips them.
+
+    Without quotes, carriage returns or NULs a CSV record is one line split at commas, which is
+    what the csv module returns for it, at about half the cost; anything else goes to the module.
+    """
+    if not any(char in text for char in PLAIN_BREAKERS):
+        return [line.split(",") for line in text.split("\n") if line]
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        return [row for row in reader if row]
+    except csv.Error as exc:
+        raise BlockError(reader.line_num, str(exc)) from exc
+
+
+def _drop_reported(
+    indices: list[int], reported: list[Problem], problems: list[Problem]
+) -> list[int]:
+    """Record the problems against block row numbers and return the rows not yet blamed."""
+    named = [p for p in reported if p.index is not None and 0 <= p.index < len(indices)]
+    if not named:  # a problem that names no row: blame the whole group rather than loop forever
+        first = reported[0]
+        named = [Problem(j, first.field, first.msg, first.type) for j in range(len(indices))]
+    blamed = {p.index for p in named}
+    problems.extend(Problem(indices[p.index or 0], p.field, p.msg, p.type, p.input) for p in named)
+    return [row for j, row in enumerate(indices) if j not in blamed]
+
+
+def _row_errors(
+    text: str, rows: list[list[str]], problems: list[Problem], table: Layout
+) -> list[RowError]:
+    """Problems as errors naming the line each record starts on (only computed when needed)."""
+    if not problems:
+        return []
+    starts = _record_lines(text)
+    problems.sort(key=lambda p: p.index or 0)
+    return [_row_error(p, starts, rows, len(table.header)) for p in problems]
+
+
+def _row_error(problem: Problem, starts: list[int], rows: list[list[str]], width: int) -> RowError:
+    index = problem.index or 0
+    message = problem.msg
+    if len(rows[index]) != width:  # the shared message counts rows within the group checked
+        message = f"the row has {len(rows[index])} cells, the header has {width}"
+    value = None if problem.input is None else str(problem.input)
+    return RowError(starts[index], index, problem.field, value, message)
+
+
+def _record_lines(text: str) -> list[int]:
+    """The line (from 1 within the block) on which each non-blank record starts."""
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    starts: list[int] = []
+    previous = 0
+    for row in reader:
+        if row:
+            starts.append(previous + 1)
+        previous = reader.line_num
+    return starts

@@ -1,0 +1,133 @@
+"""Helpers of the reliability tests: fuzzing settings, an independent model oracle, process facts."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio.from_thread
+import httpx
+import numpy as np
+import onnxruntime as ort
+from hypothesis import HealthCheck, settings
+
+from service.app import create_app
+from service.manifest import Feature, Manifest
+from service.settings import Settings
+
+# Bounded and derandomized: the suite's time is known in CI, a failure reproduces from its seed,
+# and no example database is written into the work tree.
+FUZZ = settings(
+    max_examples=120,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+# What no response may ever carry: a traceback, a path of the machine, a library's location.
+INTERNALS = ("Traceback", "/work/", "site-packages", "/tmp/", 'File "', "/usr/lib")
+
+
+def valid_for(feature: Feature, value: Any) -> bool:
+    """The contract, written independently of service.validation: does `value` fit the feature?"""
+    if feature.type == "bool":
+        return type(value) is bool
+    if feature.type == "category":
+        return type(value) is str and value in (feature.categories or [])
+    if type(value) not in (int, float):
+        return False
+    if feature.type == "int" and not float(value).is_integer():
+        return False
+    number = float(value)
+    return (feature.min is None or number >= feature.min) and (
+        feature.max is None or number <= feature.max
+    )
+
+
+class Oracle:
+    """The model run directly by onnxruntime, without any service code, to check predictions."""
+
+    def __init__(self, version_dir: Path, manifest: Manifest) -> None:
+        self.manifest = manifest
+        self.session = ort.InferenceSession(
+            str(version_dir / manifest.onnx.file), providers=["CPUExecutionProvider"]
+        )
+
+    def probabilities(self, records: list[dict[str, Any]]) -> np.ndarray[Any, Any]:
+        feeds = {
+            f.name: np.array(
+                [[r[f.name]] for r in records],
+                dtype=object if f.type == "category" else np.float32,
+            )
+            for f in self.manifest.features
+        }
+        result: np.ndarray[Any, Any] = self.session.run(["probabilities"], feeds)[0]
+        return result
+
+
+def strict_json(text: str) -> Any:
+    """Parse a response body, refusing NaN and Infinity (which the stdlib would accept)."""
+
+    def refuse(literal: str) -> None:
+        raise AssertionError(f"non-finite number {literal} in a response")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def assert_finite_probabilities(predictions: list[dict[str, Any]], labels: list[str]) -> None:
+    for prediction in predictions:
+        values = [prediction["probability"], *prediction["probabilities"].values()]
+        assert all(type(v) is float and math.isfinite(v) and 0 <= v <= 1 for v in values), values
+        assert list(prediction["probabilities"]) == labels
+        assert math.isclose(sum(prediction["probabilities"].values()), 1.0, abs_tol=1e-5)
+
+
+def assert_no_internals(text: str) -> None:
+    for marker in INTERNALS:
+        assert marker not in text, f"{marker!r} in a response: {text[:300]}"
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process, from /proc (what the kernel charges it, in MiB)."""
+    for line in Path(f"/proc/{pid}/status").read_text(encoding="ascii").splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+class InProcessClient:
+    """Synchronous calls into the real ASGI app, lifespan included, on an event loop in a thread.
+
+    httpx's ASGITransport drives the whole stack (middleware, routes, error handlers) with no
+    socket, which makes thousands of fuzzing requests cheap; Starlette's TestClient would do the
+    same but is deprecated with httpx.
+    """
+
+    def __init__(self, portal: anyio.from_thread.BlockingPortal, client: httpx.AsyncClient) -> None:
+        self._portal = portal
+        self._client = client
+
+    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        return self._portal.call(lambda: self._client.request(method, url, **kwargs))
+
+    def get(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("GET", url, **kwargs)
+
+    def post(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("POST", url, **kwargs)
+
+
+@contextlib.contextmanager
+def in_process(settings: Settings) -> Iterator[InProcessClient]:
+    """The app for `settings`, started (models loaded) and stopped around the block."""
+    app = create_app(settings)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    with anyio.from_thread.start_blocking_portal() as portal:
+        lifespan = portal.wrap_async_context_manager(app.router.lifespan_context(app))
+        client = httpx.AsyncClient(transport=transport, base_url="http://service.test")
+        with lifespan, portal.wrap_async_context_manager(client):
+            yield InProcessClient(portal, client)

@@ -1,0 +1,240 @@
+"""`python -m service score`: the API's checks and answers for a file, bad rows set aside."""
+
+from __future__ import annotations
+
+import csv
+import io
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from service import score
+from service.blocks import blocks, read_record
+from service.manifest import Manifest
+from tests.service.helpers import REPO
+
+# The bank churn CSV's own headers (aliases of the features), in another order, plus columns
+# the model does not use, which must come back untouched.
+HEADER = [
+    "RowNumber", "Surname", "Age", "CreditScore", "Geography", "gender", "Tenure", "Balance",
+    "NumOfProducts", "HasCrCard", "IsActiveMember", "EstimatedSalary",
+]  # fmt: skip
+FEATURES = [
+    "age", "credit_score", "geography", "gender", "tenure", "balance", "num_of_products",
+    "has_cr_card", "is_active_member", "estimated_salary",
+]  # fmt: skip
+AGE = 2  # the column of HEADER holding the age
+
+
+def cells(record: dict[str, Any]) -> list[str]:
+    return [str(int(v)) if isinstance(v, bool) else str(v) for v in (record[f] for f in FEATURES)]
+
+
+def table(manifest: Manifest, count: int, surname: str = "Smith") -> list[list[str]]:
+    examples = manifest.examples
+    return [[str(i + 1), surname, *cells(examples[i % len(examples)].record)] for i in range(count)]
+
+
+def write_csv(path: Path, rows: list[list[str]], header: list[str] = HEADER) -> Path:
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        csv.writer(handle, lineterminator="\n").writerows([header, *rows])
+    return path
+
+
+def run(registry: Path, *args: str | Path) -> int:
+    return score.main(["--models", str(registry), "--model", "churn", *map(str, args)])
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_a_clean_file_is_scored_exactly_as_the_csv_endpoint_scores_it(
+    registry_dir: Path, client: httpx.Client, churn: Manifest, tmp_path: Path
+) -> None:
+    source = write_csv(tmp_path / "in.csv", table(churn, 40, surname="Smith, Jr."))
+    out = tmp_path / "scored.csv"
+
+    assert run(registry_dir, source, "-o", out) == score.EXIT_OK
+
+    api = client.post(
+        "/v1/models/churn/predict",
+        content=source.read_bytes(),
+        headers={"Content-Type": "text/csv"},
+    )
+    assert api.status_code == 200, api.text
+    assert out.read_bytes() == api.content
+
+
+def test_extra_columns_pass_through_and_aliases_match_in_any_case(
+    registry_dir: Path, churn: Manifest, tmp_path: Path
+) -> None:
+    rows = table(churn, 5)
+    out = tmp_path / "scored.csv"
+
+    assert run(registry_dir, write_csv(tmp_path / "in.csv", rows), "-o", out) == 0
+
+    scored = read_rows(out)
+    assert list(scored[0]) == [*HEADER, "label", "probability", "p_stayed", "p_churned",
+                               "out_of_range"]  # fmt: skip
+    for row, given, example in zip(scored, rows, churn.examples, strict=True):
+        assert [row[name] for name in HEADER] == given
+        assert float(row["probability"]) == pytest.approx(example.probabilities[1], abs=1e-5)
+
+
+def test_bad_rows_are_reported_by_line_and_column_and_the_rest_is_scored(
+    registry_dir: Path, churn: Manifest, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = table(churn, 10)
+    rows[2][AGE] = "150"
+    rows[5][HEADER.index("Geography")] = "Mars"
+    rows[7] = rows[7][:4]
+    out = tmp_path / "scored.csv"
+
+    code = run(registry_dir, write_csv(tmp_path / "in.csv", rows), "-o", out)
+
+    assert code == score.EXIT_ROW_ERRORS
+    assert [r["RowNumber"] for r in read_rows(out)] == ["1", "2", "4", "5", "7", "9", "10"]
+    err = capsys.readouterr().err
+    assert "line 4 (row 2), column 'Age': Input should be less than or equal to 100" in err
+    assert "line 7 (row 5), column 'Geography': Input should be 'France', 'Germany' or " in err
+    assert "line 9 (row 7): the row has 4 cells, the header has 12" in err
+    assert "7 of 10 rows scored, 3 with errors" in err
+
+
+def test_errors_file_lists_the_problems_with_their_row_column_and_value(
+    registry_dir: Path, churn: Manifest, tmp_path: Path
+) -> None:
+    rows = table(churn, 6)
+    rows[1][AGE] = "old"
+    rows[3][AGE] = "150"
+    rows[3][HEADER.index("CreditScore")] = "9999"
+    rows[4][HEADER.index("HasCrCard")] = "maybe"
+    errors = tmp_path / "errors.csv"
+
+    code = run(
+        registry_dir, write_csv(tmp_path / "in.csv", rows), "-o", tmp_path / "o.csv",
+        "--errors", errors,
+    )  # fmt: skip
+
+    assert code == score.EXIT_ROW_ERRORS
+    found = [(e["line"], e["row"], e["column"], e["value"]) for e in read_rows(errors)]
+    assert found == [
+        ("3", "1", "Age", "old"),
+        ("5", "3", "CreditScore", "9999"),
+        ("5", "3", "Age", "150"),
+        ("6", "4", "HasCrCard", "maybe"),
+    ]
+    assert all(e["error"] for e in read_rows(errors))
+
+
+def test_strict_stops_at_the_first_bad_row_and_writes_nothing(
+    registry_dir: Path, churn: Manifest, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = table(churn, 8)
+    rows[3][AGE] = "-1"
+    rows[6][AGE] = "-2"
+    out = tmp_path / "scored.csv"
+
+    code = run(registry_dir, write_csv(tmp_path / "in.csv", rows), "-o", out, "--strict")
+
+    assert code == score.EXIT_ROW_ERRORS
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == [tmp_path / "in.csv"]  # no partial file left behind
+    err = capsys.readouterr().err
+    assert "line 5 (row 3), column 'Age'" in err
+    assert "row 6" not in err
+    assert "--strict" in err
+
+
+def test_many_blocks_in_worker_processes_give_the_single_process_answer(
+    registry_dir: Path, churn: Manifest, tmp_path: Path
+) -> None:
+    rows = table(churn, 3000)
+    rows[2500][AGE] = "x"
+    rows[10][HEADER.index("Surname")] = 'multi\nline "quoted"'  # a record spanning two lines
+    source = write_csv(tmp_path / "in.csv", rows)
+    one, two = tmp_path / "one.csv", tmp_path / "two.csv"
+    errors_one, errors_two = tmp_path / "e1.csv", tmp_path / "e2.csv"
+
+    common = ["--block-bytes", "8192", "--quiet"]
+    assert run(registry_dir, source, "-o", one, "--workers", "1", "--errors", errors_one,
+               *common) == 1  # fmt: skip
+    assert run(registry_dir, source, "-o", two, "--workers", "2", "--errors", errors_two,
+               *common) == 1  # fmt: skip
+
+    assert one.read_bytes() == two.read_bytes()
+    assert len(read_rows(one)) == 2999
+    assert errors_one.read_bytes() == errors_two.read_bytes()
+    assert [(e["line"], e["row"]) for e in read_rows(errors_one)] == [("2503", "2500")]
+
+
+def test_a_missing_column_unknown_model_or_unreadable_file_exits_2(
+    registry_dir: Path, churn: Manifest, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    no_age = write_csv(tmp_path / "no_age.csv", [r[:AGE] + r[AGE + 1 :] for r in table(churn, 2)],
+                       header=HEADER[:AGE] + HEADER[AGE + 1 :])  # fmt: skip
+    header_only = write_csv(tmp_path / "header_only.csv", [])
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes(
+        write_csv(tmp_path / "x.csv", table(churn, 2)).read_bytes() + "é\n".encode("latin-1")
+    )
+    unclosed = tmp_path / "unclosed.csv"
+    unclosed.write_text(",".join(HEADER) + '\n1,"Smith\n', encoding="utf-8")
+
+    cases = {
+        no_age: "Missing column 'age'",
+        header_only: "has a header but no data rows",
+        empty: "empty file",
+        tmp_path / "missing.csv": "cannot read (No such file or directory)",
+        latin1: "line 4: not valid UTF-8",
+        unclosed: "ends inside a quoted cell",
+    }
+    for path, message in cases.items():
+        assert run(registry_dir, path, "-o", tmp_path / "out.csv") == score.EXIT_BAD_INPUT, path
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / "out.csv").exists()
+
+    code = score.main(["--models", str(registry_dir), "--model", "nope", str(no_age)])
+    assert code == score.EXIT_BAD_INPUT
+    assert "no model 'nope'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:
+        score.main([str(no_age)])  # --model is required
+    assert usage.value.code == score.EXIT_BAD_INPUT
+
+
+def test_the_command_runs_from_python_m_service_and_writes_to_stdout(
+    registry_dir: Path, churn: Manifest, tmp_path: Path
+) -> None:
+    source = write_csv(tmp_path / "in.csv", table(churn, 3))
+    command = [sys.executable, "-m", "service", "score", "--models", str(registry_dir)]
+
+    done = subprocess.run(
+        [*command, "--model", "churn", str(source)], cwd=REPO, capture_output=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(list(csv.reader(io.StringIO(done.stdout.decode())))) == 4
+    assert b"3 of 3 rows scored" in done.stderr
+
+    bad = subprocess.run([*command, "--model", "churn"], cwd=REPO, capture_output=True, timeout=120)
+    assert bad.returncode == 2
+    assert b"Traceback" not in bad.stderr
+
+
+def test_blocks_end_on_record_boundaries_even_inside_quotes() -> None:
+    text = b'a,b\n1,"x\ny"\n2,"p,q"\n3,z\n'
+    stream = io.BytesIO(text)
+    header, rest = read_record(stream, block_bytes=3)
+    assert header == b"a,b\n"
+    parts = list(blocks(stream, rest, block_bytes=4))
+    assert b"".join(parts) == text[len(header) :]
+    for part in blocks(io.BytesIO(text[len(header) :]), b"", block_bytes=5):
+        assert part.endswith(b"\n")
+        assert part.count(b'"') % 2 == 0
