@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PIP_FLAGS ?= --disable-pip-version-check -q
 
-.PHONY: install tools serve train test lint typecheck check clean requirements
+.PHONY: install tools serve train test lint typecheck check clean requirements bench bench-quick
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,10 +23,10 @@ serve: $(STAMP)
 train: $(STAMP)
 	$(BIN)/python -m training train all
 
-# System tools some tests use: a compose implementation and nginx (deployment tests) and
-# chromium (the web page's browser test), all Debian packages.
-SYSTEM_TOOLS := docker-compose nginx chromium
-SYSTEM_PACKAGES := docker-compose nginx-light chromium
+# System tools some tests use: a compose implementation and nginx (deployment tests),
+# chromium (the web page's browser test) and wrk (the benchmark's smoke test); Debian packages.
+SYSTEM_TOOLS := docker-compose nginx chromium wrk
+SYSTEM_PACKAGES := docker-compose nginx-light chromium wrk
 tools:
 	@missing=""; for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
 	if [ -n "$$missing" ]; then \
@@ -49,6 +49,13 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 check: lint typecheck test
+
+# The serving benchmark against MLServer and the raw onnxruntime limit (about 15 minutes).
+bench: $(STAMP) tools
+	bash bench/run.sh
+
+bench-quick: $(STAMP) tools
+	bash bench/run.sh --quick
 
 # Re-pin the images' requirements from constraints.txt, each extra alone in a throwaway venv.
 requirements:

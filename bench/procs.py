@@ -48,8 +48,15 @@ class Server:
         return {pid: _status_kib(pid, "VmHWM") / 1024 for pid in _tree(self.pid)}
 
     def workers(self) -> list[int]:
-        """The processes that serve requests: the children if any (uvicorn --workers), else it."""
-        children = [pid for pid in _tree(self.pid) if pid != self.pid]
+        """The processes that serve requests: the children if any (uvicorn --workers), else it.
+
+        multiprocessing's resource tracker is a child too, but serves nothing.
+        """
+        children = [
+            pid
+            for pid in _tree(self.pid)
+            if pid != self.pid and b"resource_tracker" not in _cmdline(pid)
+        ]
         return children or [self.pid]
 
     def stop(self) -> None:
@@ -148,6 +155,13 @@ def _tree(root: int) -> list[int]:
         frontier = [pid for pid, parent in parents.items() if parent in frontier]
         found.extend(frontier)
     return found
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def _cpu_seconds(pid: int) -> float:

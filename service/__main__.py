@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+from types import FrameType
 
 import uvicorn
 
@@ -21,6 +23,9 @@ def main() -> None:
         raise SystemExit(score(sys.argv[2:]))
     settings = Settings()
     configure_logging(settings.log_level)
+    # uvicorn re-raises the signal it shut down on once it has finished; this handler is the one
+    # it restores first, so a graceful SIGTERM shutdown ends with exit status 0, not 143.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.run(
         "service.app:app_from_env",
         factory=True,
@@ -31,9 +36,13 @@ def main() -> None:
         access_log=False,  # service.middleware writes one JSON line per request instead
         log_level=settings.log_level.lower(),
         server_header=False,
-        # On SIGTERM: stop accepting, let requests in flight finish for up to this long, exit 0.
+        # On SIGTERM: stop accepting, let requests in flight finish for up to this long.
         timeout_graceful_shutdown=settings.graceful_timeout_seconds,
     )
+
+
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
 
 
 if __name__ == "__main__":

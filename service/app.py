@@ -26,7 +26,14 @@ from service.api import admin, health, v1, v2, web
 from service.api.context import AppContext
 from service.api.direct import DirectRoutes
 from service.api.responses import json_response
-from service.errors import BatchTooLarge, InvalidInput, ServiceError, Unauthenticated
+from service.errors import (
+    BatchTooLarge,
+    BodyTimeout,
+    InvalidInput,
+    RegistryUnreadable,
+    ServiceError,
+    Unauthenticated,
+)
 from service.logs import configure_logging
 from service.metrics import Metrics
 from service.middleware import RequestContext
@@ -100,7 +107,10 @@ def app_from_env() -> FastAPI:
 def _lifespan(ctx: AppContext) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await run_in_threadpool(ctx.registry.refresh)
+        try:
+            await run_in_threadpool(ctx.registry.refresh)
+        except RegistryUnreadable as exc:  # start not ready; the poller loads it once readable
+            logger.warning("registry unreadable at start-up", extra={"fields": {"error": str(exc)}})
         # Everything alive now (framework, models) lives as long as the process: frozen, the
         # collector's full passes skip it, which took the p99 latency from 100s of ms to ms.
         gc.freeze()
@@ -133,6 +143,8 @@ async def _poll(registry: ModelRegistry, interval: float) -> None:
         await asyncio.sleep(interval)
         try:
             await run_in_threadpool(registry.refresh)
+        except RegistryUnreadable as exc:
+            logger.warning("registry poll failed", extra={"fields": {"error": str(exc)}})
         except Exception:
             # Known artefact problems are handled per task inside refresh; anything reaching here
             # (an unreadable registry folder, a bug) must not end hot reloading for good.
@@ -165,21 +177,31 @@ async def _service_error(request: Request, exc: Exception) -> Response:
     if _is_v2(request):
         if isinstance(exc, InvalidInput) and not isinstance(exc, BatchTooLarge):
             status = HTTPStatus.BAD_REQUEST
-        return json_response({"error": str(exc)}, status)
+        return json_response({"error": str(exc)}, status, _headers(exc))
     if isinstance(exc, InvalidInput):
         detail = [
             {"type": p.type, "loc": list(loc), "msg": p.msg, "input": _short(p.input)}
             for p, loc in zip(exc.problems, exc.locations(), strict=True)
         ]
         return json_response({"detail": detail}, status)
-    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthenticated) else None
-    return json_response({"detail": str(exc)}, status, headers)
+    return json_response({"detail": str(exc)}, status, _headers(exc))
+
+
+def _headers(exc: ServiceError) -> dict[str, str] | None:
+    if isinstance(exc, Unauthenticated):
+        return {"WWW-Authenticate": "Bearer"}
+    if isinstance(exc, BodyTimeout):
+        # The rest of the body may still be on its way: end the connection rather than read it.
+        return {"Connection": "close"}
+    return None
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     if _is_v2(request):
-        return json_response({"error": str(exc.detail)}, exc.status_code)
+        # exc.headers carries Allow on a 405, which RFC 9110 requires.
+        headers = dict(exc.headers) if exc.headers else None
+        return json_response({"error": str(exc.detail)}, exc.status_code, headers)
     return await http_exception_handler(request, exc)
 
 

@@ -166,6 +166,17 @@ class BodyTimeout(ServiceError):
         super().__init__(f"request body not received within {seconds:g} seconds")
 
 
+class RegistryUnreadable(ServiceError):
+    """The registry folder cannot be listed; whatever was loaded keeps serving."""
+
+    status_code = HTTPStatus.SERVICE_UNAVAILABLE
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"the registry folder cannot be read ({reason}); loaded models still serve"
+        )
+
+
 class ArtefactError(Exception):
     """A model version on disk cannot be served; it is refused and the reason is reported."""
 

@@ -23,6 +23,33 @@ ERROR_RESPONSES: dict[str, Any] = {
     "422": {"description": "A record breaks the contract: loc = [body, records, i, field]"},
     "503": {"description": "The model is not loaded"},
 }
+# Answers every prediction route may give besides its own: keys and the body deadline.
+GUARD_RESPONSES: dict[str, Any] = {
+    "401": {"description": "No API key (only when PREDICT_API_KEYS is set)"},
+    "403": {"description": "Wrong API key (only when PREDICT_API_KEYS is set)"},
+    "408": {"description": "The body did not arrive within PREDICT_BODY_TIMEOUT_SECONDS"},
+}
+MODEL_LOOKUP: dict[str, Any] = {
+    "404": {"description": "Unknown model (or version)"},
+    "503": {"description": "The model is not loaded"},
+}
+# The routes declared by decorators return plain Responses, so FastAPI documents only their 200;
+# these are the other answers they give (schemathesis checks that every status is documented).
+ROUTE_RESPONSES: dict[tuple[str, str], dict[str, Any]] = {
+    ("/readyz", "get"): {"503": {"description": "Some task serves no verified version"}},
+    ("/v2/health/ready", "get"): {"503": {"description": "Not ready"}},
+    ("/v1/models/{task}", "get"): MODEL_LOOKUP,
+    ("/v2/models/{task}", "get"): MODEL_LOOKUP,
+    ("/v2/models/{task}/ready", "get"): MODEL_LOOKUP,
+    ("/v2/models/{task}/versions/{model_version}", "get"): MODEL_LOOKUP,
+    ("/v2/models/{task}/versions/{model_version}/ready", "get"): MODEL_LOOKUP,
+    ("/admin/reload", "post"): {
+        "401": {"description": "No bearer token"},
+        "403": {"description": "Wrong token"},
+        "404": {"description": "Admin routes are off (PREDICT_ADMIN_TOKEN unset)"},
+    },
+}
+PLAIN_TEXT_ROUTES = {("/metrics", "get"): "text/plain"}
 
 
 def build_openapi(app: FastAPI, models: list[LoadedModel], max_records: int) -> dict[str, Any]:
@@ -35,6 +62,7 @@ def build_openapi(app: FastAPI, models: list[LoadedModel], max_records: int) -> 
         envelope_schema = envelope.model_json_schema(ref_template=REF)
         components.update(envelope_schema.pop("$defs", {}))
         components[envelope.__name__] = envelope_schema
+    _document_answers(schema["paths"])
     schema["paths"]["/v1/models/{task}/predict"] = {"post": _generic_predict()}
     for path in ("/v2/models/{task}/infer", "/v2/models/{task}/versions/{model_version}/infer"):
         schema["paths"][path] = {"post": _infer(path)}
@@ -63,6 +91,19 @@ def build_openapi(app: FastAPI, models: list[LoadedModel], max_records: int) -> 
     return schema
 
 
+def _document_answers(paths: dict[str, Any]) -> None:
+    """Add the statuses and content types the decorated routes really answer with."""
+    for (path, method), responses in ROUTE_RESPONSES.items():
+        operation = paths.get(path, {}).get(method)
+        if operation is not None:
+            operation["responses"].update(responses)
+    for (path, method), media_type in PLAIN_TEXT_ROUTES.items():
+        operation = paths.get(path, {}).get(method)
+        if operation is not None:
+            ok = operation["responses"]["200"]
+            ok["content"] = {media_type: {"schema": {"type": "string"}}}
+
+
 def _generic_predict() -> dict[str, Any]:
     """The route every model shares; the per-model paths below carry schemas and examples."""
     return {
@@ -89,6 +130,7 @@ def _generic_predict() -> dict[str, Any]:
                 },
             },
             **ERROR_RESPONSES,
+            **GUARD_RESPONSES,
         },
     }
 
@@ -115,7 +157,10 @@ def _infer(path: str) -> dict[str, Any]:
             },
             "400": {"description": 'Bad tensors: {"error": "..."}'},
             "404": {"description": "Unknown model or version"},
+            "413": {"description": "Body or batch over the limit"},
+            "415": {"description": "Not application/json"},
             "503": {"description": "Model not ready"},
+            **GUARD_RESPONSES,
         },
     }
 
@@ -214,6 +259,7 @@ def _operation(manifest: Manifest, prefix: str) -> dict[str, Any]:
                 },
             },
             **ERROR_RESPONSES,
+            **GUARD_RESPONSES,
         },
     }
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, Protocol
 
-from service.errors import ArtefactError, ModelNotFound, ModelNotReady
+from service.errors import ArtefactError, ModelNotFound, ModelNotReady, RegistryUnreadable
 from service.layout import PointerError, read_pointer, task_dirs
 from service.model import LoadedModel, load_model
 
@@ -91,10 +91,11 @@ class ModelRegistry:
     def refresh(self, retry_failed: bool = False) -> list[Outcome]:
         """Load every task whose pointer names a new version; safe to call from any thread."""
         with self._lock:
-            return [
-                self._refresh_task(task_dir, retry_failed)
-                for task_dir in task_dirs(self.models_dir)
-            ]
+            try:
+                found = task_dirs(self.models_dir)
+            except OSError as exc:
+                raise RegistryUnreadable(exc.strerror or type(exc).__name__) from exc
+            return [self._refresh_task(task_dir, retry_failed) for task_dir in found]
 
     def _refresh_task(self, task_dir: Path, retry_failed: bool) -> Outcome:
         name = task_dir.name
@@ -145,6 +146,7 @@ class ModelRegistry:
         self, status: TaskStatus, version: str | None, error: str, retry_failed: bool
     ) -> Outcome:
         """Keep the old version (if any) serving and remember why the new one was refused."""
+        error = self._within_registry(error)
         seen_before = status.error == error and status.error_version == version
         self._status = {
             **self._status,
@@ -165,6 +167,16 @@ class ModelRegistry:
             if self._listener is not None:
                 self._listener.refused(status.name, version)
         return Outcome(status.name, version, changed=False, error=error)
+
+    def _within_registry(self, error: str) -> str:
+        """Paths in a refusal relative to the registry: /readyz and 503s are open to any caller,
+        and the machine's folder layout is none of their business (the log has `models_dir`)."""
+        roots = {str(self.models_dir.resolve()), str(self.models_dir.absolute())}
+        if self.models_dir.is_absolute():
+            roots.add(str(self.models_dir))
+        for root in sorted(roots, key=len, reverse=True):  # longest first: no partial strip
+            error = error.replace(root.rstrip("/") + "/", "")
+        return error
 
 
 def _now() -> datetime:

@@ -36,7 +36,7 @@ async def readyz(request: Request) -> Response:
     }
     body = {"ready": ready, "models": models}
     if not models:
-        body["reason"] = f"no models found in {registry.models_dir}"
+        body["reason"] = "no models found in the registry folder (PREDICT_MODELS_DIR)"
     return json_response(body, 200 if ready else 503)
 
 

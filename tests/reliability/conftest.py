@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from service.manifest import Manifest
 from service.settings import Settings
 from tests.reliability.helpers import InProcessClient, in_process

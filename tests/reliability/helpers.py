@@ -1,4 +1,4 @@
-"""Helpers of the reliability tests: fuzzing settings, an independent model oracle, process facts."""
+"""Helpers of the reliability tests: fuzzing settings, a model oracle, process memory."""
 
 from __future__ import annotations
 
@@ -93,10 +93,24 @@ def assert_no_internals(text: str) -> None:
 
 def rss_mib(pid: int) -> float:
     """Resident memory of a process, from /proc (what the kernel charges it, in MiB)."""
+    return _status_mib(pid, "VmRSS")
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The highest resident memory since the process started or since `reset_peak_rss`."""
+    return _status_mib(pid, "VmHWM")
+
+
+def reset_peak_rss(pid: int) -> None:
+    """Set the peak back to the current RSS (Linux: "5" to clear_refs), to measure one request."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5", encoding="ascii")
+
+
+def _status_mib(pid: int, key: str) -> float:
     for line in Path(f"/proc/{pid}/status").read_text(encoding="ascii").splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{key}:"):
             return int(line.split()[1]) / 1024
-    raise AssertionError(f"no VmRSS for pid {pid}")
+    raise AssertionError(f"no {key} for pid {pid}")
 
 
 class InProcessClient:

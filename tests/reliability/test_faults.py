@@ -1,0 +1,294 @@
+"""Faults in the registry while a model serves: each is refused, reported, and the model serves on.
+
+One server for the module, run as root *without* CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH (via
+`setpriv`): file modes then bind it as they bind the container's non-root user, so `chmod 000`
+really makes a folder unreadable (plain root reads through any mode). Each test breaks one thing,
+checks that /readyz names it while the old version still answers, then repairs the registry and
+waits until the task is clean again, so the tests do not depend on each other's order.
+
+Already covered in tests/service/test_lifecycle.py and not repeated here: a model.onnx truncated
+without fixing the manifest (sha256 refusal), renamed inputs, wrong self-check examples, broken
+models at start-up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from service.layout import read_pointer
+from service.manifest import Manifest
+from tests.service.helpers import REPO, Server, copy_registry, free_port, manifest_of
+from training.registry import promote
+
+WAIT_SECONDS = 30.0
+POLL = "0.1"
+SETPRIV = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+needs_setpriv = pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs util-linux")
+
+
+class UnprivilegedServer(Server):
+    """`python -m service` as root without the capabilities that bypass file permissions."""
+
+    def start(self) -> Server:
+        self.port = free_port()
+        env = {
+            **os.environ,
+            "PREDICT_MODELS_DIR": str(self.models_dir),
+            "PREDICT_HOST": "127.0.0.1",
+            "PREDICT_PORT": str(self.port),
+            **self.env,
+        }
+        self._log = self.log_path.open("wb")
+        command = [*SETPRIV, sys.executable, "-m", "service"]
+        self.process = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=self._log, stderr=self._log
+        )
+        self._wait_until_up()
+        return self
+
+
+@pytest.fixture(scope="module")
+def models(registry_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return copy_registry(registry_dir, tmp_path_factory.mktemp("faults") / "models")
+
+
+@pytest.fixture(scope="module")
+def server(models: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    if shutil.which("setpriv") is None:
+        pytest.skip("needs setpriv (util-linux)")
+    env = {"PREDICT_POLL_INTERVAL_SECONDS": POLL, "PREDICT_ADMIN_TOKEN": "faults-token"}
+    log = tmp_path_factory.mktemp("faults-log") / "server.log"
+    running = UnprivilegedServer(models, log, env).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def client(server: Server) -> Iterator[httpx.Client]:
+    with server.client() as http:
+        yield http
+
+
+@pytest.fixture(scope="module")
+def original(models: Path) -> Manifest:
+    return manifest_of(models, "churn")
+
+
+@pytest.fixture
+def good(models: Path, original: Manifest, client: httpx.Client) -> Iterator[Manifest]:
+    """The version serving before the fault; afterwards the registry points at it again."""
+    task_dir = models / "churn"
+    assert _status(client)["last_error"] is None
+    yield original
+    for path in (models, task_dir, task_dir / original.version):
+        path.chmod(0o755)
+    if (task_dir / "current").is_dir():
+        (task_dir / "current").rmdir()
+    promote(task_dir, original.version)
+    _wait(lambda: _status(client)["last_error"] is None)
+
+
+def test_a_manifest_with_a_wrong_sha256_is_refused(
+    models: Path, client: httpx.Client, good: Manifest
+) -> None:
+    def wrong_sha(manifest: dict[str, Any]) -> None:
+        manifest["onnx"]["sha256"] = "0" * 64
+
+    _clone(models / "churn", good.version, "29990201T000000Z", wrong_sha)
+    _point(models / "churn", b"29990201T000000Z\n")
+    _assert_refused_while_serving(models, client, good, "29990201T000000Z", "sha256")
+
+
+def test_a_truncated_model_whose_manifest_matches_it_is_refused_by_onnxruntime(
+    models: Path, client: httpx.Client, good: Manifest
+) -> None:
+    """The sha256 check passes (the manifest was rewritten for the cut file); loading does not."""
+    folder = _clone(models / "churn", good.version, "29990202T000000Z")
+    model = folder / "model.onnx"
+    model.write_bytes(model.read_bytes()[:2000])
+    digest = hashlib.sha256(model.read_bytes()).hexdigest()
+    _edit(folder, lambda m: m["onnx"].update(sha256=digest))
+    _point(models / "churn", b"29990202T000000Z\n")
+    _assert_refused_while_serving(models, client, good, "29990202T000000Z", "onnxruntime")
+
+
+def test_a_pointer_to_a_missing_folder_is_refused(
+    models: Path, client: httpx.Client, good: Manifest
+) -> None:
+    _point(models / "churn", b"29990203T000000Z\n")
+    _assert_refused_while_serving(models, client, good, None, "no folder")
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (b"", "is not a version name"),
+        (b"\n\n  \n", "is not a version name"),
+        (b"../../etc/passwd\n", "is not a version name"),
+        (b"/etc\n", "is not a version name"),
+        (b"\xff\xfe\x00garbage", "cannot read the pointer"),
+        (b"x" * 100_000, "is not a version name"),
+    ],
+    ids=["empty", "blank-lines", "traversal", "absolute", "binary", "huge"],
+)
+def test_an_empty_or_garbage_pointer_is_refused(
+    models: Path, client: httpx.Client, good: Manifest, content: bytes, words: str
+) -> None:
+    _point(models / "churn", content)
+    _assert_refused_while_serving(models, client, good, None, words)
+
+
+def test_a_pointer_that_is_a_folder_or_is_gone_is_refused(
+    models: Path, client: httpx.Client, good: Manifest
+) -> None:
+    pointer = models / "churn" / "current"
+    pointer.unlink()
+    _assert_refused_while_serving(models, client, good, None, "cannot read the pointer")
+    pointer.mkdir()
+    _assert_refused_while_serving(models, client, good, None, "cannot read the pointer")
+
+
+@needs_setpriv
+def test_an_unreadable_task_folder_is_refused(
+    models: Path, client: httpx.Client, good: Manifest
+) -> None:
+    (models / "churn").chmod(0o000)
+    _assert_refused_while_serving(models, client, good, None, "Permission denied")
+
+
+@needs_setpriv
+def test_an_unreadable_version_folder_is_refused(
+    models: Path, client: httpx.Client, good: Manifest
+) -> None:
+    folder = _clone(models / "churn", good.version, "29990204T000000Z")
+    folder.chmod(0o000)
+    _point(models / "churn", b"29990204T000000Z\n")
+    _assert_refused_while_serving(models, client, good, "29990204T000000Z", "ermission denied")
+    folder.chmod(0o755)
+
+
+@needs_setpriv
+def test_an_unreadable_models_folder_keeps_every_model_serving(
+    models: Path, client: httpx.Client, good: Manifest
+) -> None:
+    """The registry cannot even be listed: polling logs it, admin reload says 503, models serve."""
+    models.chmod(0o000)
+    reload = client.post("/admin/reload", headers={"Authorization": "Bearer faults-token"})
+    assert reload.status_code == 503, reload.text
+    assert "cannot be read" in reload.json()["detail"]
+    assert str(models) not in reload.text
+    time.sleep(3 * float(POLL))
+    assert client.get("/readyz").status_code == 200
+    _assert_serves(client, good)
+
+
+def test_a_training_run_killed_while_writing_never_reaches_the_server(
+    models: Path, client: httpx.Client, good: Manifest
+) -> None:
+    """SIGKILL as soon as the run's staging folder appears (the files are being written)."""
+    task_dir = models / "churn"
+    before = set(os.listdir(task_dir))
+    command = [sys.executable, "-m", "training", "train", "churn", "--out", str(models)]
+    command += ["--rows", "600", "--seed", "5", "--force", "--quiet"]
+    run = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        staging = _wait(lambda: _staging(task_dir), seconds=120)
+        time.sleep(0.05)  # a few files in
+        run.send_signal(signal.SIGKILL)
+    finally:
+        run.kill()
+        run.wait(timeout=30)
+    assert run.returncode == -signal.SIGKILL
+    assert staging, "the run was killed before it wrote anything"
+    time.sleep(5 * float(POLL))
+    assert read_pointer(task_dir) == good.version
+    status = _status(client)
+    assert (status["version"], status["last_error"]) == (good.version, None)
+    _assert_serves(client, good)
+    leftovers = set(os.listdir(task_dir)) - before
+    assert all(name.startswith(".staging-") or name == ".lock" for name in leftovers), leftovers
+    for name in leftovers:
+        if name.startswith(".staging-"):
+            shutil.rmtree(task_dir / name, ignore_errors=True)
+
+
+def _assert_refused_while_serving(
+    models: Path, client: httpx.Client, good: Manifest, version: str | None, words: str
+) -> None:
+    """/readyz names the refusal (without the machine's paths) and the old version answers."""
+    _wait(lambda: words in (_status(client)["last_error"] or ""))
+    ready = client.get("/readyz")
+    status = ready.json()["models"]["churn"]
+    assert ready.status_code == 200, "a task that still serves a verified version stays ready"
+    assert (status["state"], status["version"]) == ("ready", good.version)
+    assert status["last_error_version"] == version
+    assert str(models) not in ready.text and str(models.resolve()) not in ready.text
+    _assert_serves(client, good)
+
+
+def _assert_serves(client: httpx.Client, good: Manifest) -> None:
+    answer = client.post("/v1/models/churn/predict", json={"records": [good.examples[0].record]})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["version"] == good.version
+
+
+def _status(client: httpx.Client) -> dict[str, Any]:
+    status: dict[str, Any] = client.get("/readyz").json()["models"]["churn"]
+    return status
+
+
+def _wait(check: Callable[[], Any], seconds: float = WAIT_SECONDS) -> Any:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.02)
+    raise AssertionError(f"condition not met within {seconds}s")
+
+
+def _staging(task_dir: Path) -> list[str]:
+    """Staging folders of a run (not the pointer's temporary file, `.staging-current-*`)."""
+    names = os.listdir(task_dir)
+    return [n for n in names if n.startswith(".staging-") and not n.startswith(".staging-current")]
+
+
+def _point(task_dir: Path, content: bytes) -> None:
+    """Replace `current` atomically with any bytes (what a broken writer might leave)."""
+    tmp = task_dir / ".staging-pointer-test"
+    tmp.write_bytes(content)
+    if (task_dir / "current").is_dir():
+        (task_dir / "current").rmdir()
+    os.replace(tmp, task_dir / "current")
+
+
+def _clone(
+    task_dir: Path, source: str, new: str, edit: Callable[[dict[str, Any]], None] | None = None
+) -> Path:
+    """A copy of a version under a new name (manifest renamed to match), optionally edited."""
+    target = task_dir / new
+    shutil.copytree(task_dir / source, target)
+    _edit(target, lambda m: m.update(version=new))
+    if edit is not None:
+        _edit(target, edit)
+    return target
+
+
+def _edit(folder: Path, change: Callable[[dict[str, Any]], Any]) -> None:
+    path = folder / "manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    change(manifest)
+    path.write_text(json.dumps(manifest), encoding="utf-8")

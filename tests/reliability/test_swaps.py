@@ -1,0 +1,198 @@
+"""Model swaps under load: five promotions and one corrupt version, zero failed requests.
+
+Client threads predict without pause while the training code's registry functions (`staging`,
+`publish`, `promote`, under the task lock, exactly as `python -m training train` does) put five
+new versions of churn in a row, alternating two genuinely different trained models, and then a
+version whose model.onnx is truncated. Every answer must be a 200 from a promoted version, and
+its probability must be the one that version's model gives (never one model's numbers under the
+other's name). Set RELIABILITY_FIGURES_DIR to keep the figures as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from service.layout import read_pointer
+from service.manifest import Manifest
+from tests.reliability.conftest import StartServer
+from tests.reliability.helpers import Oracle
+from tests.service.helpers import copy_registry, manifest_of, train_task
+from training.registry import locked, promote, publish, staging
+
+CLIENTS = 3
+SWAPS = 5
+HOLD_SECONDS = 0.6  # each version serves this long under load before the next is promoted
+WAIT_SECONDS = 30.0
+PREDICT = "/v1/models/churn/predict"
+
+
+@dataclass
+class Answer:
+    status: int | None
+    version: str | None
+    probability: float | None
+    error: str | None = None
+
+
+@dataclass
+class Load:
+    """CLIENTS threads predicting one record in a loop until stopped; every answer is kept."""
+
+    url: str
+    record: dict[str, Any]
+    answers: list[Answer] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def __enter__(self) -> Load:
+        self._threads = [threading.Thread(target=self._run) for _ in range(CLIENTS)]
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=30.0) as client:
+            while not self._stop.is_set():
+                self.answers.append(self._one(client))
+
+    def _one(self, client: httpx.Client) -> Answer:
+        try:
+            response = client.post(PREDICT, json={"records": [self.record]})
+        except httpx.HTTPError as exc:
+            return Answer(None, None, None, repr(exc))
+        if response.status_code != 200:
+            return Answer(response.status_code, None, None, response.text[:200])
+        body = response.json()
+        return Answer(200, body["version"], body["predictions"][0]["probability"])
+
+
+@pytest.fixture(scope="module")
+def other_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second churn model (another seed), so consecutive versions really predict differently."""
+    models = tmp_path_factory.mktemp("other-model") / "models"
+    version = train_task(models, "churn", seed=1)
+    return models / "churn" / version
+
+
+def release(task_dir: Path, source: Path, version: str, damage: Callable[[Path], None]) -> None:
+    """Copy a trained version under a new name and promote it with the training registry code."""
+    with locked(task_dir), staging(task_dir) as folder:
+        for item in ("model.onnx", "manifest.json"):
+            shutil.copy2(source / item, folder / item)
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        manifest["version"] = version
+        (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+        damage(folder)
+        publish(folder, task_dir, version)
+        promote(task_dir, version)
+
+
+def truncate_model(folder: Path) -> None:
+    model = folder / "model.onnx"
+    model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
+
+
+def wait_for(check: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"not reached within {WAIT_SECONDS}s")
+
+
+def test_five_promotions_and_a_corrupt_one_under_load_fail_no_request(
+    registry_dir: Path, other_model: Path, tmp_path: Path, start_server: StartServer
+) -> None:
+    models = copy_registry(registry_dir, tmp_path / "models")
+    task_dir = models / "churn"
+    first = manifest_of(models, "churn")
+    second = Manifest.load(other_model)
+    record = first.examples[0].record
+    expected = {
+        first.version: _positive(Oracle(task_dir / first.version, first), first, record),
+        second.version: _positive(Oracle(other_model, second), second, record),
+    }
+    sources = [other_model, task_dir / first.version]
+    server = start_server(models, PREDICT_POLL_INTERVAL_SECONDS="0.1")
+    promoted = [first.version]
+    probability_of = {first.version: expected[first.version]}
+    started = time.monotonic()
+    with server.client() as client, Load(server.url, record) as load:
+        time.sleep(HOLD_SECONDS)
+        for n in range(1, SWAPS + 1):
+            version = f"29990101T0000{n:02d}Z"
+            source = sources[(n - 1) % 2]
+            release(task_dir, source, version, damage=lambda _: None)
+            promoted.append(version)
+            probability_of[version] = expected[Manifest.load(source).version]
+            wait_for(lambda v=version: _served(client) == v)  # type: ignore[misc]
+            time.sleep(HOLD_SECONDS)
+        corrupt = "29990101T000099Z"
+        release(task_dir, sources[0], corrupt, damage=truncate_model)
+        wait_for(lambda: _status(client)["last_error_version"] == corrupt)
+        time.sleep(HOLD_SECONDS)
+        ready = client.get("/readyz")
+    duration = time.monotonic() - started
+    answers = load.answers
+    failed = [a for a in answers if a.status != 200]
+    seen = sorted({a.version for a in answers if a.version is not None})
+    figures = {
+        "requests": len(answers),
+        "failed": len(failed),
+        "versions_promoted": [*promoted, f"{corrupt} (corrupt, refused)"],
+        "versions_seen": seen,
+        "seconds": round(duration, 1),
+        "requests_per_second": round(len(answers) / duration),
+        "clients": CLIENTS,
+    }
+    _keep(figures)
+    assert not failed, failed[:5]
+    assert set(seen) == set(promoted), figures  # every promoted version served, nothing else
+    wrong = [a for a in answers if a.probability != pytest.approx(probability_of[a.version or ""])]
+    assert not wrong, f"{len(wrong)} answers carry another version's numbers: {wrong[:3]}"
+    assert answers[-1].version == promoted[-1]
+    assert read_pointer(task_dir) == corrupt
+    assert ready.status_code == 200
+    status = ready.json()["models"]["churn"]
+    assert (status["version"], status["last_error_version"]) == (promoted[-1], corrupt)
+    assert "sha256" in status["last_error"] and str(tmp_path) not in status["last_error"]
+
+
+def _positive(oracle: Oracle, manifest: Manifest, record: dict[str, Any]) -> float:
+    probabilities = oracle.probabilities([record])[0]
+    return float(probabilities[manifest.labels.index(manifest.positive_label)])
+
+
+def _served(client: httpx.Client) -> str | None:
+    version: str | None = client.get("/v1/models/churn").json().get("version")
+    return version
+
+
+def _status(client: httpx.Client) -> dict[str, Any]:
+    status: dict[str, Any] = client.get("/readyz").json()["models"]["churn"]
+    return status
+
+
+def _keep(figures: dict[str, Any]) -> None:
+    folder = os.environ.get("RELIABILITY_FIGURES_DIR")
+    if folder:
+        path = Path(folder) / "swap-under-load.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
