@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -10,8 +11,22 @@ from service.batch import Batch
 from service.errors import InvalidInput, MalformedBody, Problem
 from service.model import LoadedModel, Prediction
 from service.records import batch_from_records
-from service.render import prediction_cells, prediction_header
-from service.table import Layout, batch_from_rows, chunks, encode_rows, layout, rows
+from service.render import plain_labels, prediction_cells, prediction_header
+from service.table import (
+    Layout,
+    batch_from_flat,
+    batch_from_rows,
+    chunks,
+    encode_rows,
+    layout,
+    plain_cells,
+    plain_lines,
+    rows,
+)
+
+# Plain CSV is split a piece of about this many bytes at a time, so memory holds the body plus
+# one piece and one chunk of lines, never the whole file as Python strings.
+PIECE_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -38,6 +53,7 @@ class TableResult:
     parts: list[Result]
     chunk_rows: int
     first_rows: list[list[str]] | None
+    plain: bool = False
 
     @property
     def size(self) -> int:
@@ -47,6 +63,14 @@ class TableResult:
         """The caller's rows with the prediction columns appended, one encoded chunk at a time."""
         taken = {name.strip().lower() for name in self.table.header}
         yield encode_rows([self.table.header + prediction_header(self.model, taken)])
+        if self.plain:
+            lines = _plain_chunks(self.body, self.chunk_rows)
+            next(lines)  # the header
+            for part, block in zip(self.parts, lines, strict=True):
+                cells = prediction_cells(self.model, part.batch, part.prediction)
+                joined = zip(block, map(",".join, cells), strict=True)
+                yield ("\r\n".join(map(",".join, joined)) + "\r\n").encode("utf-8")
+            return
         if self.first_rows is not None:
             source: Iterator[list[str]] = iter(self.first_rows)
         else:
@@ -59,6 +83,9 @@ class TableResult:
 
 def predict_table(model: LoadedModel, body: bytes, chunk_rows: int) -> TableResult:
     """Check and predict a CSV a chunk at a time; keep only results (and the rows if one chunk)."""
+    plain = _plain_table(model, body, chunk_rows)
+    if plain is not None:
+        return plain
     source = rows(body)
     header = next(source, None)
     if header is None:
@@ -75,3 +102,70 @@ def predict_table(model: LoadedModel, body: bytes, chunk_rows: int) -> TableResu
         msg = "CSV has a header but no data rows"
         raise InvalidInput([Problem(None, None, msg, "too_short")], ("body", "rows"))
     return TableResult(model, body, table, parts, chunk_rows, first_rows)
+
+
+def _plain_table(model: LoadedModel, body: bytes, chunk_rows: int) -> TableResult | None:
+    """`predict_table` for the usual CSV (no quotes, CRs or NULs; every row as wide as the
+    header): columns are slices of one flat list of cells. None when the file is anything
+    else, and `predict_table`'s csv-module path then reads it (and names what is wrong).
+    """
+    if not plain_labels(model):
+        return None
+    try:
+        source = _plain_chunks(body, chunk_rows)
+        header = next(source)
+    except (_NotPlain, StopIteration):
+        return None
+    if len(header) != 1:
+        return None
+    table = layout(model.manifest, header[0].split(","))
+    width = len(table.header)
+    parts: list[Result] = []
+    try:
+        for chunk in source:
+            flat = plain_cells(chunk, width)
+            if flat is None:
+                return None
+            offset = len(parts) * chunk_rows
+            batch = batch_from_flat(model.validator, table, flat, len(chunk), offset)
+            parts.append(Result(batch.without_inputs(), model.predict(batch)))
+    except _NotPlain:
+        return None
+    if not parts:
+        return None
+    return TableResult(model, body, table, parts, chunk_rows, None, plain=True)
+
+
+class _NotPlain(Exception):
+    """The body needs the csv module: quotes, CRs, NULs or bytes that are not UTF-8."""
+
+
+def _plain_chunks(body: bytes, size: int) -> Iterator[list[str]]:
+    """The header line as a chunk of one, then chunks of `size` non-blank lines."""
+    pending: list[str] = []
+    start = 3 if body.startswith(codecs.BOM_UTF8) else 0
+    header = True
+    while start < len(body):
+        end = body.find(b"\n", start + PIECE_BYTES)
+        end = len(body) if end < 0 else end + 1
+        try:
+            text = body[start:end].decode("utf-8")
+        except UnicodeDecodeError:
+            raise _NotPlain from None
+        lines = plain_lines(text)
+        if lines is None:
+            raise _NotPlain
+        pending.extend(lines)
+        start = end
+        if header and pending:
+            yield pending[:1]
+            del pending[:1]
+            header = False
+        while len(pending) >= size:
+            yield pending[:size]
+            del pending[:size]
+    if header and pending:
+        yield pending[:1]
+        del pending[:1]
+    if pending:
+        yield pending

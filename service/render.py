@@ -16,6 +16,8 @@ from service.model import LoadedModel, Prediction
 DECIMALS = 7
 FLAG_SEPARATOR = ";"
 _FLAG_JSON = {0: b"[]"}
+REPR_AGREES_FROM = 1e-4
+NEEDS_QUOTES = frozenset(',"\r\n')
 
 
 def predicted_probability(model: LoadedModel, prediction: Prediction) -> npt.NDArray[np.float64]:
@@ -108,6 +110,11 @@ def prediction_cells(model: LoadedModel, batch: Batch, prediction: Prediction) -
     return [list(cells) for cells in zip(labels, chosen, *columns, flags, strict=True)]
 
 
+def plain_labels(model: LoadedModel) -> bool:
+    """True when no label needs CSV quoting, so rows can be joined with commas directly."""
+    return not any(set(label) & NEEDS_QUOTES for label in model.manifest.labels)
+
+
 @lru_cache(maxsize=64)
 def _record_template(labels: tuple[str, ...]) -> tuple[bytes, list[bytes]]:
     """The bytes template of one v1 prediction record, and each label's JSON string."""
@@ -124,4 +131,23 @@ def _rounded(values: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
 
 
 def _text(values: npt.NDArray[np.float64]) -> list[str]:
-    return [repr(value) for value in values.tolist()]
+    return probability_text(values)
+
+
+def probability_text(values: npt.NDArray[np.float64]) -> list[str]:
+    """Rounded probabilities as `repr` writes them (the CSV cells), formatted by orjson in one call.
+
+    orjson and `repr` agree on every 7-decimal value from 1e-4 to 1 (checked exhaustively, see
+    tests/service/test_render_text.py); below that `repr` switches to exponent notation, so zero
+    excepted, those few values (and anything unexpected: NaN, > 1) are formatted by `repr`.
+    """
+    if not len(values):
+        return []
+    values = np.ascontiguousarray(values, dtype=np.float64)
+    encoded = orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY)
+    tokens = encoded[1:-1].decode("ascii").split(",")
+    magnitude = np.abs(values)
+    odd = ~(((magnitude >= REPR_AGREES_FROM) & (magnitude <= 1.0)) | (values == 0.0))
+    for index in np.flatnonzero(odd).tolist():
+        tokens[index] = repr(float(values[index]))
+    return tokens

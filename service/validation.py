@@ -58,11 +58,12 @@ class Validator:
         self._train_high = _bound([f.train_max for f in self.numeric], np.inf)
         integral = np.array([f.type != "float" for f in self.numeric], dtype=np.bool_)
         self._integral = integral.reshape(-1, 1) if integral.any() else None
-        self._type_groups = [
+        self.type_groups = [
             (allowed, [f for f in self.features if _json_types(f) == allowed])
             for allowed in (NUMBER_TYPES, BOOL_TYPES, STRING_TYPES)
         ]
         self.width = len(self.features)
+        self.name_set = frozenset(f.name for f in self.features)
         # One tuple of values per record, in feature order (a single-feature getter returns the
         # bare value, so it is wrapped).
         getter = itemgetter(*(f.name for f in self.features))
@@ -86,7 +87,7 @@ class Validator:
         One set of types per group of features (not per feature) keeps wide records cheap.
         """
         problems: list[Problem] = []
-        for allowed, group in self._type_groups:
+        for allowed, group in self.type_groups:
             if set(map(type, chain.from_iterable(columns[f.name] for f in group))) <= allowed:
                 continue
             for feature in group:

@@ -134,6 +134,9 @@ class InProcessClient:
     def post(self, url: str, **kwargs: Any) -> httpx.Response:
         return self.request("POST", url, **kwargs)
 
+    def options(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("OPTIONS", url, **kwargs)
+
 
 @contextlib.contextmanager
 def in_process(settings: Settings) -> Iterator[InProcessClient]:

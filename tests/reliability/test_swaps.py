@@ -142,7 +142,7 @@ def test_five_promotions_and_a_corrupt_one_under_load_fail_no_request(
             release(task_dir, source, version, damage=lambda _: None)
             promoted.append(version)
             probability_of[version] = expected[Manifest.load(source).version]
-            wait_for(lambda v=version: _served(client) == v)  # type: ignore[misc]
+            wait_for(_serving(client, version))
             time.sleep(HOLD_SECONDS)
         corrupt = "29990101T000099Z"
         release(task_dir, sources[0], corrupt, damage=truncate_model)
@@ -176,13 +176,17 @@ def test_five_promotions_and_a_corrupt_one_under_load_fail_no_request(
 
 
 def _positive(oracle: Oracle, manifest: Manifest, record: dict[str, Any]) -> float:
+    assert manifest.positive_label is not None  # churn is a binary task
     probabilities = oracle.probabilities([record])[0]
     return float(probabilities[manifest.labels.index(manifest.positive_label)])
 
 
-def _served(client: httpx.Client) -> str | None:
-    version: str | None = client.get("/v1/models/churn").json().get("version")
-    return version
+def _serving(client: httpx.Client, version: str) -> Callable[[], bool]:
+    def check() -> bool:
+        served: str | None = client.get("/v1/models/churn").json().get("version")
+        return served == version
+
+    return check
 
 
 def _status(client: httpx.Client) -> dict[str, Any]:
