@@ -16,6 +16,7 @@ from service.table import (
     Layout,
     batch_from_flat,
     batch_from_rows,
+    check_bounds,
     chunks,
     encode_rows,
     layout,
@@ -83,6 +84,7 @@ class TableResult:
 
 def predict_table(model: LoadedModel, body: bytes, chunk_rows: int) -> TableResult:
     """Check and predict a CSV a chunk at a time; keep only results (and the rows if one chunk)."""
+    check_bounds(body)
     plain = _plain_table(model, body, chunk_rows)
     if plain is not None:
         return plain

@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     ort_threads: int = Field(default=1, ge=0, le=64)
     max_batch_records: int = Field(default=10_000, ge=1)
     max_body_bytes: int = Field(default=64 * MIB, ge=1024)
+    # JSON costs up to ~30x its size once parsed into Python objects, so it gets a tighter limit
+    # than CSV (which streams); 10,000 records of the widest model (digits) are about 10 MB.
+    max_json_body_bytes: int = Field(default=16 * MIB, ge=1024)
     admin_token: SecretStr | None = None
     poll_interval_seconds: float = Field(default=2.0, ge=0.0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -30,6 +33,11 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[SecretStr], NoDecode] = []
     body_timeout_seconds: float = Field(default=60.0, gt=0.0)
     graceful_timeout_seconds: int = Field(default=30, ge=1)
+
+    @property
+    def json_body_limit(self) -> int:
+        """The byte limit for a JSON body: the JSON limit, never above the general one."""
+        return min(self.max_json_body_bytes, self.max_body_bytes)
 
     @field_validator("admin_token", mode="before")
     @classmethod

@@ -24,6 +24,11 @@ from service.validation import BOOL_WORDS, MAX_PROBLEMS_PER_RULE, Validator, Val
 
 ROW_LOCATION = ("body", "rows")
 HEADER_LOCATION = ("body", "header")
+# Bounds a hostile CSV hits before any per-cell work: a million-column header or a 10 MB line
+# would otherwise cost hundreds of MB of Python strings before the first check.
+MAX_COLUMNS = 4096
+MAX_LINE_BYTES = 1 << 20
+NEWLINE = 10
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,23 @@ class Layout:
 
     header: list[str]
     positions: dict[str, int]
+
+
+def check_bounds(body: bytes) -> None:
+    """Refuse a header wider than MAX_COLUMNS or any line over MAX_LINE_BYTES (400), in O(n)."""
+    end = body.find(b"\n")
+    header = body if end < 0 else body[:end]
+    if header.count(b",") >= MAX_COLUMNS:
+        raise MalformedBody(f"CSV header has more than {MAX_COLUMNS} columns", "csv_invalid")
+    if len(body) <= MAX_LINE_BYTES:
+        return
+    breaks = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == NEWLINE)
+    edges = np.concatenate(([-1], breaks, [len(body)]))
+    longest = int(np.diff(edges).max()) - 1  # bytes between two newlines
+    if longest > MAX_LINE_BYTES:
+        raise MalformedBody(
+            f"CSV has a line of {longest} bytes (limit {MAX_LINE_BYTES})", "csv_invalid"
+        )
 
 
 def rows(body: bytes) -> Iterator[list[str]]:

@@ -150,9 +150,9 @@ def _check_numbers(feature: Feature, datatype: Any, data: list[Any]) -> None:
     name = feature.name
     if datatype == "BOOL" and feature.type == "bool":
         allowed: frozenset[type] = frozenset({bool})
-    elif datatype in INTEGER_TYPES:
+    elif type(datatype) is str and datatype in INTEGER_TYPES:
         allowed = frozenset({int})
-    elif datatype in FLOAT_TYPES:
+    elif type(datatype) is str and datatype in FLOAT_TYPES:
         allowed = frozenset({int, float})
     else:
         accepted = "FP32, FP64 or an INT type" + (" (or BOOL)" if feature.type == "bool" else "")

@@ -54,7 +54,8 @@ async def predict(request: Request) -> Response:
     model = ctx.registry.get(task)
     request.state.model, request.state.version = model.name, model.version
     kind = media_kind(request)
-    body = await read_body(request, ctx.settings.max_body_bytes)
+    limit = ctx.settings.max_body_bytes if kind == "csv" else ctx.settings.json_body_limit
+    body = await read_body(request, limit)
     if kind == "csv":
         return await _predict_csv(ctx, request, model, body)
     records = records_of(parse_json(body), ctx.settings.max_batch_records)

@@ -89,7 +89,7 @@ async def infer(request: Request) -> Response:
     if "inference-header-content-length" in request.headers:
         raise BadTensor("binary tensor data is not supported; send JSON tensors")
     media_kind(request, ("json",), default="json")
-    payload = parse_json(await read_body(request, ctx.settings.max_body_bytes))
+    payload = parse_json(await read_body(request, ctx.settings.json_body_limit))
     if type(payload) is not dict:
         raise BadTensor("the request body must be a JSON object with 'inputs'")
     request_id = payload.get("id")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import given
 from hypothesis import strategies as st
 
 from service.manifest import Feature, Manifest
@@ -207,8 +207,6 @@ def test_any_value_in_a_v2_tensor_is_predicted_or_named(
     app_client: InProcessClient, churn: Manifest, data: st.DataObject
 ) -> None:
     inputs, feature, part, value = data.draw(fuzzed_tensors(churn))
-    # A list or object as a numeric tensor's datatype is a known 500: see the xfail test below.
-    assume(not (part == "datatype" and feature.type != "category" and type(value) in (list, dict)))
     response = app_client.post(INFER, json={"inputs": inputs})
     body = strict_json(response.text)
     if response.status_code == 200:
@@ -229,12 +227,6 @@ def test_any_value_in_a_v2_tensor_is_predicted_or_named(
     assert_no_internals(response.text)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tensors._check_numbers tests `datatype in INTEGER_TYPES` (a frozenset) on any JSON "
-    "value, so a list or object datatype raises TypeError (500): check `type(datatype) is str` "
-    "first, e.g. `elif type(datatype) is str and datatype in INTEGER_TYPES:` (and FLOAT_TYPES)",
-)
 @pytest.mark.parametrize("datatype", [[], {}, ["FP32"]])
 def test_a_v2_datatype_that_is_not_a_string_is_a_400(
     app_client: InProcessClient, churn: Manifest, datatype: Any

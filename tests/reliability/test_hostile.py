@@ -123,15 +123,6 @@ def _million_row_tensors(manifest: Manifest) -> bytes:
 
 
 Build = Callable[[Manifest], bytes]
-MILLION_COLUMNS_XFAIL = pytest.mark.xfail(
-    strict=True,
-    reason="service/table.py builds the whole header (a list per column name in `layout`) before "
-    "any check, so a 7 MB header of a million columns peaks at ~300 MB over the resting RSS and "
-    "takes seconds (30 MB of 'a,' took 60 s and ~900 MB): refuse a header with more than "
-    "MAX_COLUMNS (e.g. 4096) columns before `layout` (`body[:body.find(b'\\n')].count(b',')`), "
-    "and lines over MAX_LINE_BYTES (e.g. 1 MiB) in `rows` with one regex scan "
-    "(`re.compile(rb'[^\\n]{%d}' % (MAX_LINE_BYTES + 1)).search(body)`), as a 400 csv_invalid",
-)
 CASES: list[Any] = [
     pytest.param(
         "application/json",
@@ -158,7 +149,6 @@ CASES: list[Any] = [
         lambda m: (",".join(f"c{i}" for i in range(1_000_000)) + "\n").encode(),
         {400, 413, 422},
         id="million-columns",
-        marks=MILLION_COLUMNS_XFAIL,
     ),
     pytest.param(
         "text/csv",
@@ -234,15 +224,6 @@ def test_a_body_over_the_default_limit_is_refused_before_it_is_read(
     assert peak_rss_mib(pid) - before < BASE_BUDGET_MIB
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="JSON is parsed whole (api/body.py parse_json) for any body up to "
-    "PREDICT_MAX_BODY_BYTES (64 MiB, sized for CSV), and Python objects cost up to ~32x the "
-    "JSON text ('{},' is 3 bytes, an empty dict 64): 64 MiB of empty records peaks at +2 GiB "
-    "before the 413. Fix: a JSON body limit, e.g. `max_json_body_bytes: int = Field(default="
-    "16 * MIB, ge=1024)` in settings (10,000 records of the widest model, digits, are ~10 MB), "
-    "passed to read_body instead of max_body_bytes for JSON in v1.predict and v2.infer",
-)
 def test_json_over_a_json_sized_limit_never_reaches_the_parser(
     server: Server, churn: Manifest
 ) -> None:

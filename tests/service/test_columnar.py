@@ -33,6 +33,7 @@ TASKS = ("churn", "draft_pick", "digits")
 SETTINGS = settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
+Draw = Callable[[st.SearchStrategy[Any]], Any]
 ODD_JSON: list[Any] = ["7", "", None, True, False, [1], {"a": 1}, 0.5, -1e9, 1e300, 2**63]
 ODD_CELLS = ["", " ", "x", "nan", "inf", "-inf", "1e400", "0.5", "yes", "No", "-1", "1_0", " 3 "]
 
@@ -54,7 +55,7 @@ def value_of(feature: Feature) -> st.SearchStrategy[Any]:
     return st.floats(low, high, allow_nan=False, allow_infinity=False)
 
 
-def records_for(model: LoadedModel, draw: st.DrawFn) -> list[Any]:
+def records_for(model: LoadedModel, draw: Draw) -> list[Any]:
     features = model.manifest.features
     record = st.fixed_dictionaries({f.name: value_of(f) for f in features})
     records: list[Any] = draw(st.lists(record, min_size=QUICK_RECORDS + 1, max_size=40))
@@ -114,7 +115,7 @@ def cell_of(feature: Feature, value: Any) -> str:
     return str(value)
 
 
-def csv_body(model: LoadedModel, draw: st.DrawFn) -> bytes:
+def csv_body(model: LoadedModel, draw: Draw) -> bytes:
     features = model.manifest.features
     header = [f.name for f in features] + ["note"]
     rows = [
@@ -125,6 +126,8 @@ def csv_body(model: LoadedModel, draw: st.DrawFn) -> bytes:
         row = draw(st.integers(0, len(rows) - 1))
         column = draw(st.integers(0, len(header) - 1))
         change = draw(st.sampled_from(["cell", "cell", "ragged", "quote", "blank"]))
+        if not rows[row]:  # a blank line inserted earlier
+            continue
         if change == "cell":
             rows[row][column] = draw(st.sampled_from(ODD_CELLS))
         elif change == "ragged":
@@ -133,8 +136,8 @@ def csv_body(model: LoadedModel, draw: st.DrawFn) -> bytes:
             rows[row][column] = f'"{rows[row][column]}"'
         else:
             rows.insert(row, [])
-    newline = draw(st.sampled_from(["\n", "\r\n"]))
-    bom = draw(st.sampled_from(["", "\ufeff"]))
+    newline: str = draw(st.sampled_from(["\n", "\r\n"]))
+    bom: str = draw(st.sampled_from(["", "\ufeff"]))
     lines = [",".join(header)] + [",".join(row) for row in rows]
     return (bom + newline.join(lines) + newline).encode("utf-8")
 
