@@ -130,7 +130,8 @@ CASES: list[Any] = [
         {413},
         id="50MB-of-records",
     ),
-    pytest.param("application/json", lambda m: b"x" * 50_000_000, {400}, id="50MB-of-junk"),
+    # Over the JSON body limit, so refused (413) before the parser sees a byte of it.
+    pytest.param("application/json", lambda m: b"x" * 50_000_000, {413}, id="50MB-of-junk"),
     pytest.param("application/json", lambda m: b"[" * 100_000 + b"]" * 100_000, {400}, id="nested"),
     pytest.param(
         "application/json",

@@ -63,10 +63,12 @@ def records_for(model: LoadedModel, draw: Draw) -> list[Any]:
         index = draw(st.integers(0, len(records) - 1))
         name = draw(st.sampled_from([f.name for f in features]))
         change = draw(st.sampled_from(["value", "drop", "extra", "reorder", "not a dict"]))
+        if not isinstance(records[index], dict):  # replaced by a non-record earlier
+            continue
         if change == "value":
             records[index][name] = draw(st.sampled_from(ODD_JSON))
         elif change == "drop":
-            del records[index][name]
+            records[index].pop(name, None)
         elif change == "extra":
             records[index]["unexpected"] = 1
         elif change == "reorder":
