@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from service.manifest import Manifest
+from training.export import json_scalar
 from training.spec import load_task
 from training.train import TrainOptions, load_data
 
@@ -41,7 +42,7 @@ def churn_records(manifest: Manifest, count: int) -> list[dict[str, Any]]:
     records: list[dict[str, Any]] = []
     for row in frame.itertuples(index=False):
         values = dict(zip(frame.columns, row, strict=True))
-        records.append({f.name: _json_value(f.type, values[f.name]) for f in manifest.features})
+        records.append({f.name: json_scalar(f.type, values[f.name]) for f in manifest.features})
     return records
 
 
@@ -103,16 +104,6 @@ def write_bodies(manifest: Manifest, folder: Path, sizes: list[int]) -> dict[str
             path.write_bytes(content)
             bodies[f"{kind}-{size}"] = Body(path, size, content_type)
     return bodies
-
-
-def _json_value(kind: str, value: Any) -> Any:
-    if kind == "category":
-        return str(value)
-    if kind == "bool":
-        return bool(value)
-    if kind == "int":
-        return int(value)
-    return float(value)
 
 
 def _csv_cell(value: Any) -> str:

@@ -162,7 +162,7 @@ def examples(session: ort.InferenceSession, spec: TaskSpec, X: pd.DataFrame) -> 
     """Records with onnxruntime's answers: the service's load-time self-check and doc example."""
     probabilities = onnx_probabilities(session, spec, X)
     records = [
-        {f.name: _as_json_scalar(f.type, row[f.name]) for f in spec.features}
+        {f.name: json_scalar(f.type, row[f.name]) for f in spec.features}
         for row in X.to_dict(orient="records")
     ]
     return [
@@ -183,7 +183,8 @@ def _manifest_feature(spec: TaskSpec, name: str, train_X: pd.DataFrame) -> Any:
     return feature.to_manifest(float(column.min()), float(column.max()))
 
 
-def _as_json_scalar(kind: str, value: Any) -> Scalar:
+def json_scalar(kind: str, value: Any) -> Scalar:
+    """A feature value as the JSON type its feature type calls for (what a client would send)."""
     if kind == "category":
         return str(value)
     if kind == "bool":

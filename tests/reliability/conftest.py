@@ -14,7 +14,10 @@ import pytest
 from service.manifest import Manifest
 from service.settings import Settings
 from tests.reliability.helpers import InProcessClient, in_process
+from tests.service.conftest import start_server  # a fixture, used by name
 from tests.service.helpers import Server, manifest_of, train_task
+
+__all__ = ["start_server"]
 
 StartServer = Callable[..., Server]
 
@@ -37,18 +40,3 @@ def app_client(registry_dir: Path) -> Iterator[InProcessClient]:
     """The real app in-process (lifespan run, models loaded), for thousands of quick requests."""
     with in_process(Settings(models_dir=registry_dir, poll_interval_seconds=0)) as client:
         yield client
-
-
-@pytest.fixture
-def start_server(tmp_path: Path) -> Iterator[StartServer]:
-    """Start real `python -m service` processes for one test; all are stopped at its end."""
-    servers: list[Server] = []
-
-    def start(models_dir: Path, **env: str) -> Server:
-        server = Server(models_dir, tmp_path / f"server-{len(servers)}.log", env)
-        servers.append(server)
-        return server.start()
-
-    yield start
-    for server in servers:
-        server.stop()
