@@ -30,34 +30,13 @@ import pytest
 
 from service.layout import read_pointer
 from service.manifest import Manifest
-from tests.service.helpers import REPO, Server, copy_registry, free_port, manifest_of
+from tests.service.helpers import REPO, Server, copy_registry, manifest_of
 from training.registry import promote
 
 WAIT_SECONDS = 30.0
 POLL = "0.1"
 SETPRIV = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
 needs_setpriv = pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs util-linux")
-
-
-class UnprivilegedServer(Server):
-    """`python -m service` as root without the capabilities that bypass file permissions."""
-
-    def start(self) -> Server:
-        self.port = free_port()
-        env = {
-            **os.environ,
-            "PREDICT_MODELS_DIR": str(self.models_dir),
-            "PREDICT_HOST": "127.0.0.1",
-            "PREDICT_PORT": str(self.port),
-            **self.env,
-        }
-        self._log = self.log_path.open("wb")
-        command = [*SETPRIV, sys.executable, "-m", "service"]
-        self.process = subprocess.Popen(
-            command, cwd=REPO, env=env, stdout=self._log, stderr=self._log
-        )
-        self._wait_until_up()
-        return self
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +50,8 @@ def server(models: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         pytest.skip("needs setpriv (util-linux)")
     env = {"PREDICT_POLL_INTERVAL_SECONDS": POLL, "PREDICT_ADMIN_TOKEN": "faults-token"}
     log = tmp_path_factory.mktemp("faults-log") / "server.log"
-    running = UnprivilegedServer(models, log, env).start()
+    # As root but without the capabilities that bypass file permissions, so chmod 000 bites.
+    running = Server(models, log, env, command_prefix=list(SETPRIV)).start()
     yield running
     running.stop()
 

@@ -51,6 +51,8 @@ class Server:
     models_dir: Path
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
+    # Prepended to the command, e.g. to drop privileges (tests/reliability/test_faults.py).
+    command_prefix: list[str] = field(default_factory=list)
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     _log: IO[bytes] | None = None
@@ -71,7 +73,11 @@ class Server:
         }
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "service"], cwd=REPO, env=env, stdout=self._log, stderr=self._log
+            [*self.command_prefix, sys.executable, "-m", "service"],
+            cwd=REPO,
+            env=env,
+            stdout=self._log,
+            stderr=self._log,
         )
         self._wait_until_up()
         return self
