@@ -11,9 +11,15 @@ from service.batch import Batch
 from service.errors import InvalidInput, MalformedBody, Problem
 from service.model import LoadedModel, Prediction
 from service.records import batch_from_records
-from service.render import plain_labels, prediction_cells, prediction_header
+from service.render import (
+    plain_labels,
+    prediction_cells,
+    prediction_columns,
+    prediction_header,
+)
 from service.table import (
     Layout,
+    batch_from_cells,
     batch_from_flat,
     batch_from_rows,
     check_bounds,
@@ -68,8 +74,8 @@ class TableResult:
             lines = _plain_chunks(self.body, self.chunk_rows)
             next(lines)  # the header
             for part, block in zip(self.parts, lines, strict=True):
-                cells = prediction_cells(self.model, part.batch, part.prediction)
-                joined = zip(block, map(",".join, cells), strict=True)
+                extras = prediction_columns(self.model, part.batch, part.prediction)
+                joined = zip(block, *extras, strict=True)
                 yield ("\r\n".join(map(",".join, joined)) + "\r\n").encode("utf-8")
             return
         if self.first_rows is not None:
@@ -121,21 +127,32 @@ def _plain_table(model: LoadedModel, body: bytes, chunk_rows: int) -> TableResul
     if len(header) != 1:
         return None
     table = layout(model.manifest, header[0].split(","))
-    width = len(table.header)
     parts: list[Result] = []
     try:
         for chunk in source:
-            flat = plain_cells(chunk, width)
-            if flat is None:
+            batch = _chunk_batch(model, table, chunk, len(parts) * chunk_rows)
+            if batch is None:
                 return None
-            offset = len(parts) * chunk_rows
-            batch = batch_from_flat(model.validator, table, flat, len(chunk), offset)
             parts.append(Result(batch.without_inputs(), model.predict(batch)))
     except _NotPlain:
         return None
     if not parts:
         return None
     return TableResult(model, body, table, parts, chunk_rows, None, plain=True)
+
+
+def _chunk_batch(model: LoadedModel, table: Layout, chunk: list[str], offset: int) -> Batch | None:
+    """A chunk of plain lines read from its bytes when every cell is clean (the usual case), else
+    as one flat list of text cells, which names the problems; None if not plain after all.
+    """
+    encoded = ("\n".join(chunk) + "\n").encode("utf-8")
+    batch = batch_from_cells(model.validator, table, encoded)
+    if batch is not None:
+        return batch
+    flat = plain_cells(chunk, len(table.header))
+    if flat is None:
+        return None
+    return batch_from_flat(model.validator, table, flat, len(chunk), offset)
 
 
 class _NotPlain(Exception):

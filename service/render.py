@@ -20,23 +20,13 @@ REPR_AGREES_FROM = 1e-4
 NEEDS_QUOTES = frozenset(',"\r\n')
 
 
-def predicted_probability(model: LoadedModel, prediction: Prediction) -> npt.NDArray[np.float64]:
-    """Binary: P(positive class), whatever the label; multi-class: P(predicted label), the max."""
-    probabilities = prediction.probabilities
-    if model.manifest.kind == "binary":
-        column = probabilities[:, model.manifest.positive_index]
-    else:
-        column = probabilities[np.arange(len(probabilities)), prediction.classes]
-    return _rounded(column)
-
-
 def prediction_records(
     model: LoadedModel, batch: Batch, prediction: Prediction
 ) -> list[dict[str, Any]]:
     """Per record: label, probability, probabilities by label, out_of_range (features).
 
     One rounding and one `tolist` for the whole batch; the chosen probability is read from the
-    rounded row (the same number `predicted_probability` gives) rather than computed again.
+    rounded row rather than computed again.
     """
     labels = model.manifest.labels
     classes = prediction.classes.tolist()
@@ -101,13 +91,24 @@ def prediction_header(model: LoadedModel, taken: set[str]) -> list[str]:
     return names
 
 
-def prediction_cells(model: LoadedModel, batch: Batch, prediction: Prediction) -> list[list[str]]:
-    """The appended CSV cells per row, formatted once per column (not per cell) where possible."""
+def prediction_columns(model: LoadedModel, batch: Batch, prediction: Prediction) -> list[list[str]]:
+    """The appended CSV cells by column (label, probability, p_<label>..., out_of_range), each
+    formatted in one call; a binary model's probability is its positive column's text, reused.
+    """
+    rounded = _rounded(prediction.probabilities)
+    columns = [probability_text(column) for column in rounded.T]
+    if model.manifest.kind == "binary":
+        chosen = columns[model.manifest.positive_index]
+    else:
+        chosen = probability_text(rounded[np.arange(len(rounded)), prediction.classes])
     labels = np.asarray(model.manifest.labels, dtype=object)[prediction.classes].tolist()
-    chosen = _text(predicted_probability(model, prediction))
-    columns = [_text(_rounded(column)) for column in prediction.probabilities.T]
-    flags = [FLAG_SEPARATOR.join(row) for row in batch.flags()]
-    return [list(cells) for cells in zip(labels, chosen, *columns, flags, strict=True)]
+    flags = list(map(FLAG_SEPARATOR.join, batch.flags()))
+    return [labels, chosen, *columns, flags]
+
+
+def prediction_cells(model: LoadedModel, batch: Batch, prediction: Prediction) -> list[list[str]]:
+    """The appended CSV cells by row (see `prediction_columns`)."""
+    return list(map(list, zip(*prediction_columns(model, batch, prediction), strict=True)))
 
 
 def plain_labels(model: LoadedModel) -> bool:
@@ -128,10 +129,6 @@ def _record_template(labels: tuple[str, ...]) -> tuple[bytes, list[bytes]]:
 
 def _rounded(values: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
     return values.astype(np.float64).round(DECIMALS)
-
-
-def _text(values: npt.NDArray[np.float64]) -> list[str]:
-    return probability_text(values)
 
 
 def probability_text(values: npt.NDArray[np.float64]) -> list[str]:

@@ -58,8 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     started = time.perf_counter()
     try:
-        model = find_model(args.models, args.model)
-        summary = score_file(model, args)
+        summary = score_file(find_version(args.models, args.model), args)
     except ScoreError as exc:
         sys.stderr.write(f"score: {exc}\n")
         return EXIT_BAD_INPUT
@@ -68,90 +67,115 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_ROW_ERRORS if summary.bad_rows else EXIT_OK
 
 
-def find_model(models_dir: Path, name: str) -> LoadedModel:
-    """The version `models_dir/<name>/current` names, loaded and self-checked as the server does."""
+def find_version(models_dir: Path, name: str) -> Path:
+    """The version folder `models_dir/<name>/current` names (not loaded yet)."""
     task_dir = models_dir / name
     if not is_task_name(name) or not task_dir.is_dir():
         known = ", ".join(d.name for d in task_dirs(models_dir)) or "none"
         raise ScoreError(f"no model {name!r} in {models_dir} (models there: {known})")
     try:
-        return load_model(task_dir / read_pointer(task_dir), threads=1)
-    except (PointerError, ArtefactError) as exc:
+        return task_dir / read_pointer(task_dir)
+    except PointerError as exc:
         raise ScoreError(str(exc)) from exc
 
 
-def score_file(model: LoadedModel, args: argparse.Namespace) -> Summary:
+def find_model(models_dir: Path, name: str) -> LoadedModel:
+    """The current version of a task, loaded and self-checked as the server does."""
+    return _load(find_version(models_dir, name))
+
+
+def _load(folder: Path) -> LoadedModel:
+    try:
+        return load_model(folder, threads=1)
+    except ArtefactError as exc:
+        raise ScoreError(str(exc)) from exc
+
+
+def score_file(folder: Path, args: argparse.Namespace) -> Summary:
     """Stream the input through the model into the output; bad rows go to the error report."""
     source = _open_input(args.input)
     with source, _Output(args.output) as output, _ErrorReport(args.errors) as report:
         try:
             header_bytes, rest = read_record(source)
-            header = next(csv_rows(header_bytes), None)
-            if header is None:
-                raise ScoreError(f"{args.input}: empty file, a header row is required")
-            scorer = BlockScorer(model, header)
-        except (InvalidInput, UnterminatedQuote) as exc:
+        except UnterminatedQuote as exc:
             raise ScoreError(f"{args.input}: {exc}") from exc
-        output.write(scorer.header())
-        summary = Summary()
-        lines = header_bytes.count(b"\n")
+        header = next(csv_rows(header_bytes), None)
+        if header is None:
+            raise ScoreError(f"{args.input}: empty file, a header row is required")
         size = _size(source)
         # One block or less: starting worker processes would cost more than it saves.
         workers = args.workers if size is not None and size > args.block_bytes else 1
-        with _progress(size, args.quiet) as progress:
+        with _pool(folder, header, workers) as pool:
             try:
-                for block, result in _results(model, scorer, source, rest, args, workers):
-                    errors = [e.shifted(lines, summary.rows) for e in result.errors]
-                    lines += block.count(b"\n")
-                    summary.rows += result.rows
-                    summary.bad_rows += len({e.row for e in errors})
-                    progress.update(len(block))
-                    if errors and args.strict:
-                        report.add(errors[:1], args.input)
-                        summary.stopped = True
-                        output.discard()
-                        return summary
-                    report.add(errors, args.input)
-                    output.write(result.output)
-            except BlockError as exc:
-                raise ScoreError(f"{args.input}: line {lines + exc.line}: {exc}") from exc
+                scorer = BlockScorer(_load(folder), header)
+            except InvalidInput as exc:
+                raise ScoreError(f"{args.input}: {exc}") from exc
+            output.write(scorer.header())
+            summary = Summary()
+            lines = header_bytes.count(b"\n")
+            with _progress(size, args.quiet) as progress:
+                try:
+                    for block, result in _results(scorer, pool, source, rest, args):
+                        errors = [e.shifted(lines, summary.rows) for e in result.errors]
+                        lines += block.count(b"\n")
+                        summary.rows += result.rows
+                        summary.bad_rows += len({e.row for e in errors})
+                        progress.update(len(block))
+                        if errors and args.strict:
+                            report.add(errors[:1], args.input)
+                            summary.stopped = True
+                            output.discard()
+                            return summary
+                        report.add(errors, args.input)
+                        output.write(result.output)
+                except BlockError as exc:
+                    raise ScoreError(f"{args.input}: line {lines + exc.line}: {exc}") from exc
         if summary.rows == 0:
             raise ScoreError(f"{args.input}: has a header but no data rows")
         return summary
 
 
+@contextlib.contextmanager
+def _pool(folder: Path, header: list[str], workers: int) -> Iterator[ProcessPoolExecutor | None]:
+    """Worker processes, forked at once: before this process imports more or builds its own
+    onnxruntime session, so each starts in milliseconds with nothing of onnxruntime's inherited.
+    Each loads (and self-checks) its own copy of the model.
+    """
+    if workers <= 1:
+        yield None
+        return
+    with ProcessPoolExecutor(workers, get_context("fork"), _start_worker, (folder, header)) as pool:
+        pool.submit(int)  # with fork, the first task starts every worker
+        yield pool
+
+
 def _results(
-    model: LoadedModel,
     scorer: BlockScorer,
+    pool: ProcessPoolExecutor | None,
     source: BinaryIO,
     rest: bytes,
     args: argparse.Namespace,
-    workers: int,
 ) -> Iterator[tuple[bytes, BlockResult]]:
     """Block results in file order; with workers, a few blocks are in flight (bounded memory)."""
     try:
         stream = blocks(source, rest, args.block_bytes)
-        if workers <= 1:
+        if pool is None:
             for block in stream:
                 yield block, scorer.score(block)
             return
-        context = get_context("spawn")  # fresh interpreters: no inherited onnxruntime state
-        with ProcessPoolExecutor(
-            workers, context, _start_worker, (model.path, scorer.table.header)
-        ) as pool:
-            pending: deque[tuple[bytes, Future[BlockResult]]] = deque()
-            try:
-                for block in stream:
-                    pending.append((block, pool.submit(_score_in_worker, block)))
-                    if len(pending) > 2 * workers:
-                        done, future = pending.popleft()
-                        yield done, future.result()
-                while pending:
+        pending: deque[tuple[bytes, Future[BlockResult]]] = deque()
+        try:
+            for block in stream:
+                pending.append((block, pool.submit(_score_in_worker, block)))
+                if len(pending) > 2 * args.workers:
                     done, future = pending.popleft()
                     yield done, future.result()
-            finally:
-                for _, future in pending:
-                    future.cancel()
+            while pending:
+                done, future = pending.popleft()
+                yield done, future.result()
+        finally:
+            for _, future in pending:
+                future.cancel()
     except UnterminatedQuote as exc:
         raise ScoreError(f"{args.input}: {exc}") from exc
     except OSError as exc:

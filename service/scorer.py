@@ -11,20 +11,13 @@ import csv
 import io
 from dataclasses import dataclass
 
-import numpy as np
-
 from service.batch import Batch
 from service.errors import InvalidInput, Problem
 from service.model import LoadedModel
-from service.render import (
-    DECIMALS,
-    FLAG_SEPARATOR,
-    plain_labels,
-    prediction_header,
-    probability_text,
-)
+from service.render import plain_labels, prediction_columns, prediction_header
 from service.table import (
     Layout,
+    batch_from_cells,
     batch_from_flat,
     batch_from_rows,
     encode_rows,
@@ -80,7 +73,6 @@ class BlockScorer:
     def __init__(self, model: LoadedModel, header: list[str]) -> None:
         self.model = model
         self.table: Layout = layout(model.manifest, header)
-        self._labels = np.asarray(model.manifest.labels, dtype=object)
         self._plain_labels = plain_labels(model)
 
     def header(self) -> bytes:
@@ -91,7 +83,7 @@ class BlockScorer:
     def score(self, block: bytes) -> BlockResult:
         """Check and predict every record of `block`; bad rows are reported, not written."""
         text = _decode(block)
-        fast = self._score_plain(text)
+        fast = self._score_cells(block, text) or self._score_plain(text)
         if fast is not None:
             return fast
         rows = _parse(text)
@@ -103,6 +95,18 @@ class BlockScorer:
             lines.extend(self._render(part, batch, plain))
         output = ("\r\n".join(lines) + "\r\n").encode("utf-8") if lines else b""
         return BlockResult(output, len(rows), _row_errors(text, rows, problems, self.table))
+
+    def _score_cells(self, block: bytes, text: str) -> BlockResult | None:
+        """A clean plain block read from its bytes (`table.batch_from_cells`); else None."""
+        if not self._plain_labels:
+            return None
+        batch = batch_from_cells(self.model.validator, self.table, block)
+        if batch is None:
+            return None
+        lines = text.replace("\r\n", "\n").split("\n")
+        if lines[-1] == "":
+            lines.pop()  # the block's last line end
+        return self._written(lines, batch)
 
     def _score_plain(self, text: str) -> BlockResult | None:
         """A clean block of plain lines: columns are slices of one flat list of cells, and each
@@ -120,22 +124,17 @@ class BlockScorer:
             batch = batch_from_flat(self.model.validator, self.table, flat, len(lines), 0)
         except InvalidInput:
             return None
+        return self._written(lines, batch)
+
+    def _written(self, lines: list[str], batch: Batch) -> BlockResult:
+        """Each input line with the prediction cells appended (lines hold no quotes or CRs)."""
         extras = self._extras(batch)
         output = "\r\n".join(map(",".join, zip(lines, *extras, strict=True))) + "\r\n"
         return BlockResult(output.encode("utf-8"), len(lines), [])
 
     def _extras(self, batch: Batch) -> list[list[str]]:
         """The prediction columns as text: label, probability, p_<label>..., out_of_range."""
-        prediction = self.model.predict(batch)
-        rounded = prediction.probabilities.astype(np.float64).round(DECIMALS)
-        columns = [probability_text(column) for column in rounded.T]
-        if self.model.manifest.kind == "binary":
-            chosen = columns[self.model.manifest.positive_index]
-        else:
-            chosen = probability_text(rounded[np.arange(len(rounded)), prediction.classes])
-        labels = self._labels[prediction.classes].tolist()
-        flags = list(map(FLAG_SEPARATOR.join, batch.flags()))
-        return [labels, chosen, *columns, flags]
+        return prediction_columns(self.model, batch, self.model.predict(batch))
 
     def _check(self, rows: list[list[str]]) -> tuple[list[tuple[list[int], Batch]], list[Problem]]:
         """The whole block in one check when it is clean; else group by group, dropping bad rows."""

@@ -17,6 +17,7 @@ from operator import itemgetter
 import numpy as np
 import numpy.typing as npt
 
+from service import cells
 from service.batch import Batch
 from service.errors import InvalidInput, MalformedBody, Problem
 from service.manifest import Feature, Manifest, normalize_header
@@ -146,6 +147,34 @@ def batch_from_flat(
     width = len(table.header)
     cells = {f.name: flat[table.positions[f.name] :: width] for f in validator.features}
     return batch_from_columns(validator, table, cells, size, offset)
+
+
+def batch_from_cells(validator: Validator, table: Layout, block: bytes) -> Batch | None:
+    """A block of plain, valid rows read straight from its bytes (`service.cells`), or None
+    when any cell needs the general path: that path reads it, or names what is wrong with it.
+    """
+    split = cells.split(block, len(table.header))
+    if split is None:
+        return None
+    columns = [table.positions[f.name] for f in validator.numeric]
+    flags = [i for i, f in enumerate(validator.numeric) if f.type == "bool"]
+    numbers = cells.numbers(split, columns, flags)
+    if numbers is None:
+        return None
+    categories: dict[str, npt.NDArray[np.object_]] = {}
+    for feature in validator.categorical:
+        allowed = feature.categories or []
+        index = cells.categories(split, table.positions[feature.name], allowed)
+        if index is None:
+            return None
+        categories[feature.name] = np.asarray(allowed, dtype=object)[index]
+    # The values stand in for the text: on a problem the general path is taken, which quotes
+    # the caller's text in its messages.
+    raw = {f.name: values for f, values in zip(validator.numeric, numbers, strict=True)}
+    try:
+        return validator.assemble(split.rows, numbers, categories, raw)
+    except ValuesInvalid:
+        return None
 
 
 def batch_from_columns(

@@ -100,7 +100,7 @@ class Validator:
         self,
         size: int,
         numbers: Matrix,
-        categories: Mapping[str, Sequence[str]],
+        categories: Mapping[str, Sequence[str] | npt.NDArray[np.object_]],
         raw: Mapping[str, Sequence[Any]],
     ) -> Batch:
         """Check a [numeric features, records] matrix and the category columns; build the inputs.
@@ -134,7 +134,9 @@ class Validator:
         problems.sort(key=lambda p: (p.index or 0, self._order.get(p.field or "", 0)))
         return problems[:MAX_PROBLEMS]
 
-    def _category_problems(self, feature: Feature, values: Sequence[str]) -> list[Problem]:
+    def _category_problems(
+        self, feature: Feature, values: Sequence[str] | npt.NDArray[np.object_]
+    ) -> list[Problem]:
         allowed = self._categories[feature.name]
         unknown = set(values) - allowed
         if not unknown:

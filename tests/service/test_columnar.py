@@ -1,8 +1,9 @@
 """The columnar fast paths give exactly what the checked (record by record) paths give.
 
 JSON records: `records.batch_from_records` (columnar above QUICK_RECORDS) against
-`records.checked_batch`. CSV: `predict.predict_table`'s plain path against the csv-module path,
-and the score CLI's `BlockScorer._score_plain` against its row path. Same batches, same output
+`records.checked_batch`. CSV: `predict.predict_table`'s plain path (bytes, then text cells)
+against the csv-module path, and the score CLI's `BlockScorer._score_cells` and `_score_plain`
+against its row path. Same batches, same output
 bytes, same problems (message, index, field, value) on the same inputs.
 """
 
@@ -111,17 +112,23 @@ def test_columnar_records_match_the_checked_path(
         assert fast == slow
 
 
-def cell_of(feature: Feature, value: Any) -> str:
+def cell_of(feature: Feature, value: Any, fixed: bool) -> str:
+    """A cell as a person or a spreadsheet writes it: floats in full or with 2 decimals (the
+    form `service.cells` reads from bytes; the full form takes the text path)."""
     if feature.type == "bool":
         return "1" if value else "0"
+    if fixed and feature.type == "float":
+        return f"{value:.2f}"
     return str(value)
 
 
 def csv_body(model: LoadedModel, draw: Draw) -> bytes:
     features = model.manifest.features
     header = [f.name for f in features] + ["note"]
+    fixed = draw(st.booleans())
     rows = [
-        [cell_of(f, draw(value_of(f))) for f in features] + [draw(st.sampled_from(["a", ""]))]
+        [cell_of(f, draw(value_of(f)), fixed) for f in features]
+        + [draw(st.sampled_from(["a", ""]))]
         for _ in range(draw(st.integers(1, 30)))
     ]
     for _ in range(draw(st.integers(0, 3))):
@@ -188,6 +195,7 @@ def test_score_blocks_match_the_row_path(
 
     fast = score()
     with monkeypatch.context() as patch:
+        patch.setattr(BlockScorer, "_score_cells", lambda self, block, text: None)
         patch.setattr(BlockScorer, "_score_plain", lambda self, text: None)
         slow = score()
     assert fast == slow
