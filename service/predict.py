@@ -44,6 +44,14 @@ class Result:
     prediction: Prediction
 
 
+@dataclass(frozen=True)
+class Answer:
+    """A result and the response body encoded from it (both made off the event loop)."""
+
+    result: Result
+    body: bytes
+
+
 def predict_records(model: LoadedModel, records: list[Any]) -> Result:
     """Validate once, build one array per feature, run the session once."""
     batch = batch_from_records(model.validator, records)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import cast
 
 from starlette.requests import Request
 
+from service.api.lane import Lane
 from service.metrics import Metrics
 from service.registry import ModelRegistry
 from service.settings import Settings
@@ -17,6 +18,7 @@ class AppContext:
     settings: Settings
     registry: ModelRegistry
     metrics: Metrics
+    lane: Lane = field(default_factory=Lane)  # big batches, one at a time (service.api.lane)
 
 
 def context(request: Request) -> AppContext:

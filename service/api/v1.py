@@ -4,23 +4,19 @@ from __future__ import annotations
 
 import orjson
 from fastapi import APIRouter, Request
-from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.concurrency import iterate_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
 from service.api.body import media_kind, parse_json, read_body
 from service.api.context import AppContext, context
 from service.api.responses import json_response
 from service.model import LoadedModel
-from service.predict import Result, predict_records, predict_table
+from service.predict import Answer, Result, TableResult, predict_records, predict_table
 from service.records import records_of
 from service.render import prediction_json
 from service.schemas import model_details, model_summary
 
 PREDICT_ROUTE = "/v1/models/{task}/predict"
-# Below these sizes the work takes less time than a thread-pool hop, so it runs on the event loop.
-INLINE_RECORDS = 1_000
-INLINE_CSV_BYTES = 64 * 1024
-
 router = APIRouter(prefix="/v1", tags=["v1"])
 
 
@@ -43,8 +39,9 @@ async def describe_model(task: str, request: Request) -> Response:
 async def predict(request: Request) -> Response:
     """Predict JSON `{"records": [...]}` or a CSV (answered in kind), checked against the manifest.
 
-    `async def` on purpose: for small batches the thread-pool hop of a `def` route costs more than
-    the inference; big batches are moved to a worker thread so the event loop stays responsive.
+    `async def` on purpose: for small bodies the thread-pool hop of a `def` route costs more than
+    the inference; big ones take the app's lane (`service.api.lane`): a worker thread, one at a
+    time, so the event loop stays responsive and memory holds one big batch, not several.
     Registered as a plain Starlette route (documented in `service.openapi`): FastAPI's parameter
     machinery measured about a third of the time of a one-record request.
     """
@@ -58,46 +55,55 @@ async def predict(request: Request) -> Response:
     body = await read_body(request, limit)
     if kind == "csv":
         return await _predict_csv(ctx, request, model, body)
-    records = records_of(parse_json(body), ctx.settings.max_batch_records)
-    request.state.records = len(records)
-    if len(records) <= INLINE_RECORDS:
-        result = predict_records(model, records)
-    else:
-        result = await run_in_threadpool(predict_records, model, records)
-    _observe(ctx, model, result)
-    return _prediction_response(model, request.state.request_id, result)
+    request_id: str = request.state.request_id
+    answer = await ctx.lane.run_sized(
+        len(body), _predict_json, model, body, ctx.settings.max_batch_records, request_id
+    )
+    request.state.records = answer.result.batch.size
+    _observe(ctx, model, answer.result)
+    return Response(answer.body, media_type="application/json")
+
+
+def _predict_json(model: LoadedModel, body: bytes, limit: int, request_id: str) -> Answer:
+    """Parse, check, predict and encode: the whole of a JSON request's work, in one call."""
+    result = predict_records(model, records_of(parse_json(body), limit))
+    return Answer(result, _prediction_body(model, request_id, result))
 
 
 async def _predict_csv(
     ctx: AppContext, request: Request, model: LoadedModel, body: bytes
 ) -> Response:
-    chunk = ctx.settings.max_batch_records
-    if len(body) <= INLINE_CSV_BYTES:
-        table = predict_table(model, body, chunk)
-    else:
-        table = await run_in_threadpool(predict_table, model, body, chunk)
+    table, output = await ctx.lane.run_sized(
+        len(body), _table, model, body, ctx.settings.max_batch_records
+    )
     request.state.records = table.size
     for part in table.parts:
         _observe(ctx, model, part, count_records=False)
     ctx.metrics.observe_records(PREDICT_ROUTE, model.name, table.size)
     headers = {"X-Model-Version": model.version}
-    if len(table.parts) == 1:
-        return Response(b"".join(table.output()), media_type="text/csv", headers=headers)
+    if output is not None:
+        return Response(output, media_type="text/csv", headers=headers)
     stream = iterate_in_threadpool(table.output())
     return StreamingResponse(stream, media_type="text/csv", headers=headers)
+
+
+def _table(model: LoadedModel, body: bytes, chunk_rows: int) -> tuple[TableResult, bytes | None]:
+    """The checked and predicted table, and its whole answer when it is one chunk (else it is
+    streamed a chunk at a time, to keep memory bounded)."""
+    table = predict_table(model, body, chunk_rows)
+    return table, b"".join(table.output()) if len(table.parts) == 1 else None
 
 
 # Plain routes do not get the router's prefix, so the full path is given.
 router.add_route(PREDICT_ROUTE, predict, methods=["POST"], include_in_schema=False)
 
 
-def _prediction_response(model: LoadedModel, request_id: str, result: Result) -> Response:
+def _prediction_body(model: LoadedModel, request_id: str, result: Result) -> bytes:
     """The envelope by orjson, the records spliced in as pre-encoded bytes (`prediction_json`)."""
     head = {"model": model.name, "version": model.version, "request_id": request_id}
     envelope = orjson.dumps({**head, "predictions": None})
     assert envelope.endswith(b"null}")  # "predictions" is the last key
-    predictions = prediction_json(model, result.batch, result.prediction)
-    return Response(envelope[:-5] + predictions + b"}", media_type="application/json")
+    return envelope[:-5] + prediction_json(model, result.batch, result.prediction) + b"}"
 
 
 def _observe(

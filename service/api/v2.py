@@ -10,15 +10,14 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from service.api.body import media_kind, parse_json, read_body
 from service.api.context import context
-from service.api.responses import json_response
+from service.api.responses import json_bytes, json_response
 from service.errors import BadTensor, VersionNotFound
 from service.model import LoadedModel
-from service.predict import Result
+from service.predict import Answer, Result
 from service.tensors import (
     batch_from_tensors,
     encode_outputs,
@@ -29,7 +28,6 @@ from service.tensors import (
 
 SERVER_NAME = "draftpick-serving"
 PLATFORM = "onnxruntime_onnx"
-INLINE_ROWS = 1_000
 INFER_ROUTE = "/v2/models/{task}/infer"
 INFER_ROUTES = (INFER_ROUTE, "/v2/models/{task}/versions/{model_version}/infer")
 
@@ -89,27 +87,14 @@ async def infer(request: Request) -> Response:
     if "inference-header-content-length" in request.headers:
         raise BadTensor("binary tensor data is not supported; send JSON tensors")
     media_kind(request, ("json",), default="json")
-    payload = parse_json(await read_body(request, ctx.settings.json_body_limit))
-    if type(payload) is not dict:
-        raise BadTensor("the request body must be a JSON object with 'inputs'")
-    request_id = payload.get("id")
-    if request_id is not None and type(request_id) is not str:
-        raise BadTensor("'id' must be a string")
-    outputs = requested_outputs(payload.get("outputs"))
-    inputs = payload.get("inputs")
+    body = await read_body(request, ctx.settings.json_body_limit)
     limit = ctx.settings.max_batch_records
-    if _declared_rows(inputs) <= INLINE_ROWS:
-        result, tensors = _infer(model, inputs, outputs, limit)
-    else:
-        result, tensors = await run_in_threadpool(_infer, model, inputs, outputs, limit)
-    request.state.records = result.batch.size
-    ctx.metrics.observe_records(INFER_ROUTE, model.name, result.batch.size)
-    ctx.metrics.observe_predictions(model, result.prediction.classes, result.batch.out_of_range)
-    body: dict[str, Any] = {"model_name": model.name, "model_version": model.version}
-    if request_id is not None:
-        body["id"] = request_id
-    body["outputs"] = tensors
-    return json_response(body)
+    answer = await ctx.lane.run_sized(len(body), _infer, model, body, limit)
+    request.state.records = answer.result.batch.size
+    ctx.metrics.observe_records(INFER_ROUTE, model.name, answer.result.batch.size)
+    prediction, out_of_range = answer.result.prediction, answer.result.batch.out_of_range
+    ctx.metrics.observe_predictions(model, prediction.classes, out_of_range)
+    return Response(answer.body, media_type="application/json")
 
 
 # Plain routes do not get the router's prefix, so full paths are given.
@@ -117,12 +102,22 @@ for _path in INFER_ROUTES:
     router.add_route(_path, infer, methods=["POST"], include_in_schema=False)
 
 
-def _infer(
-    model: LoadedModel, inputs: Any, outputs: list[str], limit: int
-) -> tuple[Result, list[dict[str, Any]]]:
-    batch = batch_from_tensors(model.validator, inputs, limit)
+def _infer(model: LoadedModel, body: bytes, limit: int) -> Answer:
+    """Parse, check, run and encode: the whole of an inference request's work, in one call."""
+    payload = parse_json(body)
+    if type(payload) is not dict:
+        raise BadTensor("the request body must be a JSON object with 'inputs'")
+    request_id = payload.get("id")
+    if request_id is not None and type(request_id) is not str:
+        raise BadTensor("'id' must be a string")
+    outputs = requested_outputs(payload.get("outputs"))
+    batch = batch_from_tensors(model.validator, payload.get("inputs"), limit)
     prediction = model.predict(batch)
-    return Result(batch, prediction), encode_outputs(model, prediction, outputs)
+    answer: dict[str, Any] = {"model_name": model.name, "model_version": model.version}
+    if request_id is not None:
+        answer["id"] = request_id
+    answer["outputs"] = encode_outputs(model, prediction, outputs)
+    return Answer(Result(batch, prediction), json_bytes(answer))
 
 
 def _model(request: Request, task: str, model_version: str | None) -> LoadedModel:
@@ -131,15 +126,6 @@ def _model(request: Request, task: str, model_version: str | None) -> LoadedMode
     if model_version is not None and model_version != model.version:
         raise VersionNotFound(task, model_version, model.version)
     return model
-
-
-def _declared_rows(inputs: Any) -> int:
-    """Rows the first tensor claims (checked properly later); only decides inline vs thread."""
-    if type(inputs) is list and inputs and type(inputs[0]) is dict:
-        shape = inputs[0].get("shape")
-        if type(shape) is list and shape and type(shape[0]) is int:
-            return shape[0]
-    return 0
 
 
 def package_version() -> str:
