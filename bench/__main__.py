@@ -52,13 +52,14 @@ def main(argv: list[str] | None = None) -> int:
     raw = limits.measure(
         version_dir / manifest.onnx.file, manifest, records, [1, *BATCH_SIZES], 2.0
     )
-    setup = Setup(CACHE, bodies, seconds, baseline_src=args.baseline_src)
+    setup = Setup(CACHE, bodies, seconds, version_dir, baseline_src=args.baseline_src)
     if use_mlserver:
         log.info("MLServer virtualenv and pickle (cached in %s)", CACHE)
         setup = Setup(
             CACHE,
             bodies,
             seconds,
+            version_dir,
             mlserver_setup.ensure_venv(CACHE),
             mlserver_setup.fit_pickle(CACHE, manifest),
             (version_dir / manifest.onnx.file).resolve(),

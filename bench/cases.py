@@ -8,6 +8,7 @@ OURS = "ours (1 worker)"
 OURS_TWO = "ours (2 workers)"
 BASELINE = "ours before (baseline source)"
 CEILING = "FastAPI constant"
+PYDANTIC = "FastAPI + pydantic per record"
 MLSERVER = "MLServer"
 
 V1 = "/v1/models/churn/predict"
@@ -65,6 +66,7 @@ def all_cases(quick: bool, mlserver: bool) -> list[Case]:
             Case(OURS, "ours v1 JSON", V1, f"v1-{size}", b),
             Case(OURS, "ours v1 CSV", V1, f"csv-{size}", b),
             Case(OURS, "ours V2", V2, f"v2-{size}", b),
+            Case(PYDANTIC, PYDANTIC, V1, f"v1-{size}", b),
         ]
         if mlserver:
             cases += [

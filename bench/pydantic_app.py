@@ -46,7 +46,7 @@ Record = create_model(  # type: ignore[call-overload]
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    records: Annotated[list[Record], Field(min_length=1, max_length=10_000)]  # type: ignore[valid-type]
+    records: Annotated[list[Record], Field(min_length=1, max_length=10_000)]
 
 
 app = FastAPI()
@@ -64,7 +64,7 @@ def predict(task: str, body: Body) -> dict[str, Any]:
     labels, probabilities = SESSION.run(None, inputs)[:2]
     return {
         "predictions": [
-            {"label": str(label), "probability": float(row.max())}
+            {"label": MANIFEST.labels[int(label)], "probability": float(row.max())}
             for label, row in zip(labels.tolist(), probabilities, strict=True)
         ]
     }

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from statistics import mean
 
-from bench.cases import CEILING, OURS, Case
+from bench.cases import CEILING, OURS, PYDANTIC, Case
 from bench.limits import RawLimit
 from bench.runner import Measurement, Run
 
@@ -22,9 +22,9 @@ def table(run: Run, raw: dict[int, RawLimit]) -> str:
     header = (
         "| system | records/req | conns | req/s (each round) | rows/s | p50 ms | p99 ms "
         "| errors | CPU ms/req | x MLServer onnx | x MLServer sklearn | x raw limit | x ceiling "
-        "| x before |\n"
+        "| x pydantic | x before |\n"
         "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-        "| ---: |"
+        "| ---: | ---: |"
     )
     lines = [header]
     for case, group in _groups(run.measurements):
@@ -48,6 +48,7 @@ def table(run: Run, raw: dict[int, RawLimit]) -> str:
                     _ratio(rate, _rate_of(run, MLS_SKLEARN, case)),
                     _ratio(rows, _raw_rows(raw, case.records)),
                     _ratio(rate, _rate_of(run, CEILING, case)) if case.records == 1 else "",
+                    _ratio(rate, _rate_of(run, PYDANTIC, case)) if case.records > 1 else "",
                     _ratio(rate, _rate_of(run, _before(case.system), case)),
                 ]
             )
@@ -109,6 +110,10 @@ def targets(run: Run) -> str:
         found = _find(run, system, 10_000, None)
         if found is not None:
             checks.append((label, mean(m.load.rate for m in found) * 10_000, goal))
+    json10k = _find(run, "ours v1 JSON", 10_000, None)
+    if json10k is not None:
+        ratio = _div(mean(m.load.rate for m in json10k), _rate_of(run, PYDANTIC, json10k[0].case))
+        checks.append(("v1 JSON 10,000 records: x pydantic per record", ratio, 5.0))
     v2 = _find(run, "ours V2", 10_000, None)
     if v2 is not None:
         ratio = _div(mean(m.load.rate for m in v2), _rate_of(run, MLS_ONNX, v2[0].case))

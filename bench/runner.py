@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import procs
-from bench.cases import BASELINE, CEILING, MLSERVER, OURS, OURS_TWO, Case
+from bench.cases import BASELINE, CEILING, MLSERVER, OURS, OURS_TWO, PYDANTIC, Case
 from bench.load import LoadResult, run_wrk
 from bench.mlserver_setup import ONNX_MODEL, SKLEARN_MODEL, write_model_repository
 from bench.payloads import Body
@@ -45,6 +45,7 @@ class Setup:
     cache: Path
     bodies: dict[str, Body]
     seconds: float
+    model_dir: Path  # the churn version served, for the apps that load it themselves
     mlserver_python: Path | None = None
     pickle: Path | None = None
     onnx_file: Path | None = None
@@ -101,6 +102,7 @@ def _server(setup: Setup, name: str) -> Iterator[procs.Server]:
         OURS_TWO: lambda s, port: _ours(s, port, 2),
         BASELINE: lambda s, port: _ours(s, port, 1, s.baseline_src),
         CEILING: _ceiling,
+        PYDANTIC: _pydantic,
         MLSERVER: _mlserver,
     }
     server = starters[name](setup, procs.free_port())
@@ -129,12 +131,22 @@ def _ours(setup: Setup, port: int, workers: int, source: Path | None = None) -> 
 
 
 def _ceiling(setup: Setup, port: int) -> procs.Server:
+    return _uvicorn_app(setup, port, "ceiling", {})
+
+
+def _pydantic(setup: Setup, port: int) -> procs.Server:
+    env = {"BENCH_MODEL_DIR": str(setup.model_dir)}
+    return _uvicorn_app(setup, port, "pydantic_app", env)
+
+
+def _uvicorn_app(setup: Setup, port: int, module: str, env: dict[str, str]) -> procs.Server:
+    """One of bench's FastAPI apps, run by uvicorn like the service (one worker, uvloop)."""
     argv = [
-        sys.executable, "-m", "uvicorn", "bench.ceiling:app", "--host", procs.HOST,
+        sys.executable, "-m", "uvicorn", f"bench.{module}:app", "--host", procs.HOST,
         "--port", str(port), "--no-access-log", "--log-level", "warning",
     ]  # fmt: skip
-    log_file = setup.cache / "logs" / "ceiling.log"
-    return procs.start("ceiling", argv, port, ["/health"], log_file, cwd=REPO)
+    log_file = setup.cache / "logs" / f"{module}.log"
+    return procs.start(module, argv, port, ["/health"], log_file, env, cwd=REPO)
 
 
 def _mlserver(setup: Setup, port: int) -> procs.Server:
