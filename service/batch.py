@@ -21,16 +21,21 @@ class Batch:
 
     def flags(self) -> list[list[str]]:
         """Per record, the features outside the training range (usually none, so kept cheap)."""
+        result = [NO_FLAGS] * self.size
+        for row, names in self.flagged():
+            result[row] = names
+        return result
+
+    def flagged(self) -> list[tuple[int, list[str]]]:
+        """Only the records with a feature outside the training range, and those features."""
         if not self.out_of_range:
-            return [NO_FLAGS] * self.size
+            return []
         names = list(self.out_of_range)
         matrix = np.vstack([self.out_of_range[name] for name in names])
-        result = [NO_FLAGS] * self.size
-        for row in np.flatnonzero(matrix.any(axis=0)).tolist():
-            result[row] = [
-                name for name, hit in zip(names, matrix[:, row].tolist(), strict=True) if hit
-            ]
-        return result
+        return [
+            (row, [name for name, hit in zip(names, matrix[:, row].tolist(), strict=True) if hit])
+            for row in np.flatnonzero(matrix.any(axis=0)).tolist()
+        ]
 
     def without_inputs(self) -> Batch:
         """The flags only: what a CSV chunk keeps after its run, so big files stay small."""

@@ -15,7 +15,7 @@ from service.model import LoadedModel, Prediction
 # The model computes in float32 (about 7 significant digits); more decimals would be noise.
 DECIMALS = 7
 FLAG_SEPARATOR = ";"
-_FLAG_JSON = {0: b"[]"}
+NO_FLAGS_JSON = b"[]"
 REPR_AGREES_FROM = 1e-4
 NEEDS_QUOTES = frozenset(',"\r\n')
 
@@ -63,7 +63,9 @@ def prediction_json(model: LoadedModel, batch: Batch, prediction: Prediction) ->
     else:
         chosen = [tokens[row * width + index] for row, index in enumerate(classes)]
     template, label_values = _record_template(tuple(labels))
-    flags = [_FLAG_JSON.get(len(row)) or orjson.dumps(row) for row in batch.flags()]
+    flags = [NO_FLAGS_JSON] * batch.size  # then only the records with flags are encoded
+    for row, names in batch.flagged():
+        flags[row] = orjson.dumps(names)
     columns = [tokens[j::width] for j in range(width)]
     records = [
         template % values
@@ -102,7 +104,9 @@ def prediction_columns(model: LoadedModel, batch: Batch, prediction: Prediction)
     else:
         chosen = probability_text(rounded[np.arange(len(rounded)), prediction.classes])
     labels = np.asarray(model.manifest.labels, dtype=object)[prediction.classes].tolist()
-    flags = list(map(FLAG_SEPARATOR.join, batch.flags()))
+    flags = [""] * len(labels)  # then only the records with flags are joined
+    for row, names in batch.flagged():
+        flags[row] = FLAG_SEPARATOR.join(names)
     return [labels, chosen, *columns, flags]
 
 
