@@ -5,7 +5,10 @@ from __future__ import annotations
 import codecs
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
+
+import numpy as np
 
 from service.batch import Batch
 from service.errors import InvalidInput, MalformedBody, Problem
@@ -18,6 +21,7 @@ from service.render import (
     prediction_header,
 )
 from service.table import (
+    NEWLINE,
     Layout,
     batch_from_cells,
     batch_from_flat,
@@ -99,7 +103,7 @@ class TableResult:
 def predict_table(model: LoadedModel, body: bytes, chunk_rows: int) -> TableResult:
     """Check and predict a CSV a chunk at a time; keep only results (and the rows if one chunk)."""
     check_bounds(body)
-    plain = _plain_table(model, body, chunk_rows)
+    plain = _cells_table(model, body, chunk_rows) or _plain_table(model, body, chunk_rows)
     if plain is not None:
         return plain
     source = rows(body)
@@ -118,6 +122,47 @@ def predict_table(model: LoadedModel, body: bytes, chunk_rows: int) -> TableResu
         msg = "CSV has a header but no data rows"
         raise InvalidInput([Problem(None, None, msg, "too_short")], ("body", "rows"))
     return TableResult(model, body, table, parts, chunk_rows, first_rows)
+
+
+def _cells_table(model: LoadedModel, body: bytes, chunk_rows: int) -> TableResult | None:
+    """The usual CSV with nothing wrong in it, every chunk read from its bytes (`service.cells`)
+    without splitting the text first. None at the first doubt; `_plain_table` then reads it.
+    """
+    if not plain_labels(model) or b"\n\n" in body or b"\n\r\n" in body:
+        return None  # blank lines: chunks of lines would not be chunks of rows
+    start = len(codecs.BOM_UTF8) if body.startswith(codecs.BOM_UTF8) else 0
+    end = body.find(b"\n", start)
+    if end < 0:
+        return None
+    try:
+        header = plain_lines(body[start : end + 1].decode("utf-8"))
+    except UnicodeDecodeError:
+        return None
+    if not header or len(header) != 1:
+        return None
+    try:
+        table = layout(model.manifest, header[0].split(","))
+    except InvalidInput:
+        return None  # the text path reports it
+    breaks = np.flatnonzero(np.frombuffer(body, dtype=np.uint8)[end + 1 :] == NEWLINE) + end + 1
+    cuts = [end + 1, *(breaks[chunk_rows - 1 :: chunk_rows] + 1).tolist(), len(body)]
+    parts: list[Result] = []
+    for first, stop in pairwise(cuts):
+        if first >= stop:
+            continue
+        chunk = body[first:stop]
+        if not chunk.isascii():
+            try:
+                chunk.decode("utf-8")
+            except UnicodeDecodeError:
+                return None
+        batch = batch_from_cells(model.validator, table, chunk)
+        if batch is None:
+            return None
+        parts.append(Result(batch.without_inputs(), model.predict(batch)))
+    if not parts:
+        return None
+    return TableResult(model, body, table, parts, chunk_rows, None, plain=True)
 
 
 def _plain_table(model: LoadedModel, body: bytes, chunk_rows: int) -> TableResult | None:
