@@ -34,18 +34,29 @@ Indices = npt.NDArray[np.intp]
 
 @dataclass(frozen=True)
 class Block:
-    """A plain block: its bytes (padded before and after) and where each cell starts and ends.
+    """A plain block: its bytes (padded before and after), each line's end and its commas.
 
-    `starts[r, j]` and `ends[r, j]` are offsets into `data` of row r's column j (end exclusive).
+    Offsets are into `data`. Cell positions are computed per column when asked for, so a wide
+    block costs one offset per comma, not two per cell.
     """
 
     data: Bytes
-    starts: Positions
-    ends: Positions
+    newlines: Positions  # [rows]: the newline ending each row
+    commas: Positions  # [rows, width - 1]
 
     @property
     def rows(self) -> int:
-        return len(self.starts)
+        return len(self.newlines)
+
+    def starts(self, columns: list[int]) -> Positions:
+        """[rows, len(columns)]: where each cell begins."""
+        firsts = np.concatenate(([WIDTH], self.newlines[:-1] + 1))
+        return np.column_stack([firsts if j == 0 else self.commas[:, j - 1] + 1 for j in columns])
+
+    def ends(self, columns: list[int]) -> Positions:
+        """[rows, len(columns)]: where each cell ends (exclusive)."""
+        last = self.commas.shape[1]
+        return np.column_stack([self.newlines if j == last else self.commas[:, j] for j in columns])
 
 
 def split(block: bytes, width: int) -> Block | None:
@@ -73,15 +84,7 @@ def split(block: bytes, width: int) -> Block | None:
     per_line = np.diff(np.searchsorted(commas, newlines), prepend=0)
     if not (per_line == width - 1).all():
         return None
-    starts = np.empty((rows, width), dtype=np.int64)
-    ends = np.empty((rows, width), dtype=np.int64)
-    starts[0, 0] = WIDTH
-    starts[1:, 0] = newlines[:-1] + 1
-    grid = commas.reshape(rows, width - 1)
-    starts[:, 1:] = grid + 1
-    ends[:, :-1] = grid
-    ends[:, -1] = newlines
-    return Block(data, starts, ends)
+    return Block(data, newlines, commas.reshape(rows, width - 1))
 
 
 def numbers(block: Block, columns: list[int], flags: list[int]) -> npt.NDArray[np.float64] | None:
@@ -91,17 +94,22 @@ def numbers(block: Block, columns: list[int], flags: list[int]) -> npt.NDArray[n
     """
     size = block.rows
     result = np.empty((len(columns), size), dtype=np.float64)
+    if not columns:
+        return result
     words = _words(block.data)
-    step = max(1, SLICE_CELLS // max(1, len(columns)))
+    all_starts, all_ends = block.starts(columns), block.ends(columns)
+    step = max(1, SLICE_CELLS // len(columns))
     for first in range(0, size, step):
-        ends = block.ends[first : first + step, columns]
-        lengths = ends - block.starts[first : first + step, columns]
+        ends = all_ends[first : first + step]
+        lengths = ends - all_starts[first : first + step]
         if flags and (lengths[:, flags] != 1).any():
             return None
         values = _decimals(words[(ends - WIDTH).T.ravel()], lengths.T.ravel())
         if values is None:
             return None
         result[:, first : first + step] = values.reshape(len(columns), -1)
+    if flags and (result[flags] > 1).any():
+        return None  # "2" to "9" in a 0/1 column: the general path names the problem
     return result
 
 
@@ -112,8 +120,10 @@ def categories(block: Block, column: int, allowed: Sequence[str]) -> Indices | N
     encoded = [name.encode("utf-8") for name in allowed]
     if not encoded or max(map(len, encoded)) > WIDTH:
         return None
-    starts = block.starts[:, column]
-    lengths = block.ends[:, column] - starts
+    if any(name != name.strip() for name in allowed):
+        return None  # the general path strips cells, so such a category is never matched there
+    starts = block.starts([column])[:, 0]
+    lengths = block.ends([column])[:, 0] - starts
     if lengths.max() > WIDTH:
         return None
     high, low = np.ascontiguousarray(_words(block.data)[starts].T)  # the 16 bytes from the start
@@ -151,9 +161,9 @@ def _decimals(words: npt.NDArray[np.uint64], lengths: Positions) -> npt.NDArray[
     if points.max() > 1 or signs.max() > 1 or ((lengths - points - signs) < 1).any():
         return None  # two points or minuses, or no digit at all: "-", ".", "-."
     negative = signs == 1
-    first = FIRST_HIGH[pad] | FIRST_LOW[pad]
-    if not ((minus_high | minus_low)[negative] == first[negative]).all():
-        return None  # a minus anywhere but first (the two marks are in different bytes)
+    first_high, first_low = FIRST_HIGH[pad[negative]], FIRST_LOW[pad[negative]]
+    if not ((minus_high[negative] == first_high) & (minus_low[negative] == first_low)).all():
+        return None  # a minus anywhere but first (each word compared on its own)
     high += (point_high >> 7) * 2 + (minus_high >> 7) * 3  # "." and "-" become "0"
     low += (point_low >> 7) * 2 + (minus_low >> 7) * 3
     if not (_digits(high) and _digits(low)):

@@ -26,8 +26,10 @@ from tqdm import tqdm
 from service.blocks import BLOCK_BYTES, UnterminatedQuote, blocks, read_record
 from service.errors import ArtefactError, InvalidInput
 from service.layout import PointerError, is_task_name, read_pointer, task_dirs
+from service.manifest import Manifest, ManifestError
 from service.model import LoadedModel, load_model
 from service.scorer import BlockError, BlockResult, BlockScorer, RowError
+from service.table import layout
 from service.table import rows as csv_rows
 
 EXIT_OK, EXIT_ROW_ERRORS, EXIT_BAD_INPUT = 0, 1, 2
@@ -102,6 +104,14 @@ def score_file(folder: Path, args: argparse.Namespace) -> Summary:
         header = next(csv_rows(header_bytes), None)
         if header is None:
             raise ScoreError(f"{args.input}: empty file, a header row is required")
+        try:
+            manifest = Manifest.load(folder)
+        except ManifestError as exc:
+            raise ScoreError(str(exc)) from exc
+        try:
+            layout(manifest, header)  # a header problem stops the run before any worker starts
+        except InvalidInput as exc:
+            raise ScoreError(f"{args.input}: {exc}") from exc
         size = _size(source)
         # One block or less: starting worker processes would cost more than it saves.
         workers = args.workers if size is not None and size > args.block_bytes else 1
@@ -182,16 +192,25 @@ def _results(
         raise ScoreError(f"{args.input}: cannot read ({exc.strerror})") from exc
 
 
-_WORKER: BlockScorer | None = None
+_WORKER: BlockScorer | Exception | None = None
 
 
 def _start_worker(folder: Path, header: list[str]) -> None:
-    """Each worker process loads (and self-checks) its own copy of the model."""
+    """Each worker process loads (and self-checks) its own copy of the model.
+
+    A failure is kept for the first block rather than raised here (which would print a
+    traceback per worker): the parent loads the same model and reports the problem in one line.
+    """
     global _WORKER
-    _WORKER = BlockScorer(load_model(folder, threads=1), header)
+    try:
+        _WORKER = BlockScorer(load_model(folder, threads=1), header)
+    except Exception as exc:
+        _WORKER = exc
 
 
 def _score_in_worker(block: bytes) -> BlockResult:
+    if isinstance(_WORKER, Exception):
+        raise _WORKER
     assert _WORKER is not None, "worker not started"
     return _WORKER.score(block)
 

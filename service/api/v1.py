@@ -5,6 +5,7 @@ from __future__ import annotations
 import orjson
 from fastapi import APIRouter, Request
 from starlette.concurrency import iterate_in_threadpool
+from starlette.datastructures import State
 from starlette.responses import Response, StreamingResponse
 
 from service.api.body import media_kind, parse_json, read_body
@@ -55,19 +56,21 @@ async def predict(request: Request) -> Response:
     body = await read_body(request, limit)
     if kind == "csv":
         return await _predict_csv(ctx, request, model, body)
-    request_id: str = request.state.request_id
-    answer = await ctx.lane.run_sized(
-        len(body), _predict_json, model, body, ctx.settings.max_batch_records, request_id
-    )
-    request.state.records = answer.result.batch.size
+    limit = ctx.settings.max_batch_records
+    answer = await ctx.lane.run_sized(len(body), _predict_json, model, body, limit, request.state)
     _observe(ctx, model, answer.result)
     return Response(answer.body, media_type="application/json")
 
 
-def _predict_json(model: LoadedModel, body: bytes, limit: int, request_id: str) -> Answer:
-    """Parse, check, predict and encode: the whole of a JSON request's work, in one call."""
-    result = predict_records(model, records_of(parse_json(body), limit))
-    return Answer(result, _prediction_body(model, request_id, result))
+def _predict_json(model: LoadedModel, body: bytes, limit: int, state: State) -> Answer:
+    """Parse, check, predict and encode: the whole of a JSON request's work, in one call.
+
+    The record count goes to the access log as soon as it is known, also when a record is bad.
+    """
+    records = records_of(parse_json(body), limit)
+    state.records = len(records)
+    result = predict_records(model, records)
+    return Answer(result, _prediction_body(model, state.request_id, result))
 
 
 async def _predict_csv(

@@ -69,7 +69,8 @@ def test_any_cell_it_reads_it_reads_as_the_text_path_does(column: list[str]) -> 
 
 
 @pytest.mark.parametrize("cell", ["", "-", ".", "-.", "+1", "1e5", " 1", "1 ", "1.2.3", "1-",
-                                  "--1", "nan", "inf", "1_0", "1234567890123456"])  # fmt: skip
+                                  "--1", "nan", "inf", "1_0", "1234567890123456", "12345678-",
+                                  "00000000-0", "1234567-8", "-1234567-", "1.5-"])  # fmt: skip
 def test_what_it_cannot_read_exactly_is_left_to_the_text_path(cell: str) -> None:
     block = block_of(["1", cell, "2"])
     assert block is None or cells.numbers(block, [0], []) is None
@@ -77,10 +78,10 @@ def test_what_it_cannot_read_exactly_is_left_to_the_text_path(cell: str) -> None
 
 @pytest.mark.parametrize(
     ("cell", "read"),
-    [("0", True), ("1", True), ("2", True), ("1.0", False), ("-0", False), ("01", False),
-     ("true", False)],
+    [("0", True), ("1", True), ("2", False), ("9", False), ("1.0", False), ("-0", False),
+     ("01", False), ("true", False)],
 )  # fmt: skip
-def test_flag_columns_take_only_one_digit(cell: str, read: bool) -> None:
+def test_flag_columns_take_only_0_or_1(cell: str, read: bool) -> None:
     """Cells "1.0" and "true" are the text path's to read; "-0" and "01" are not 0/1 there."""
     block = block_of(["0", cell])
     assert block is not None
@@ -111,10 +112,14 @@ def test_categories_match_exactly_or_not_at_all() -> None:
     index = cells.categories(block, 0, allowed)
     assert index is not None
     assert index.tolist() == [0, 2, 1]
-    for odd_cell in (" Spain", "Spai", "Spain ", "spain", "Germany", "a" * 17):
+    for odd_cell in (" Spain", "Spai", "Spain ", "spain", "Germany", "a" * 17, ""):
         block = cells.split(f"France,1\n{odd_cell},2\n".encode(), 2)
         assert block is not None
         assert cells.categories(block, 0, allowed) is None
+    # A category the text path could never match (it strips cells) is not matched here either.
+    block = cells.split(b" Spain,1\n", 2)
+    assert block is not None
+    assert cells.categories(block, 0, [" Spain", "France"]) is None
 
 
 @pytest.fixture(scope="module")

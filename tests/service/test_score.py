@@ -15,7 +15,7 @@ import pytest
 from service import score
 from service.blocks import blocks, read_record
 from service.manifest import Manifest
-from tests.service.helpers import REPO
+from tests.service.helpers import REPO, copy_registry
 
 # The bank churn CSV's own headers (aliases of the features), in another order, plus columns
 # the model does not use, which must come back untouched.
@@ -226,6 +226,34 @@ def test_the_command_runs_from_python_m_service_and_writes_to_stdout(
     bad = subprocess.run([*command, "--model", "churn"], cwd=REPO, capture_output=True, timeout=120)
     assert bad.returncode == 2
     assert b"Traceback" not in bad.stderr
+
+
+def test_with_workers_a_bad_header_or_a_corrupt_model_is_one_line_not_a_traceback(
+    registry_dir: Path, churn: Manifest, tmp_path: Path
+) -> None:
+    """Workers start before the parent loads the model; their failures must not be printed."""
+    no_age = write_csv(tmp_path / "no_age.csv", [r[:AGE] + r[AGE + 1 :] for r in table(churn, 400)],
+                       header=HEADER[:AGE] + HEADER[AGE + 1 :])  # fmt: skip
+    good = write_csv(tmp_path / "good.csv", table(churn, 400))
+    broken = copy_registry(registry_dir, tmp_path / "models")
+    version = broken / "churn" / (broken / "churn" / "current").read_text().strip()
+    onnx = next(version.glob("*.onnx"))
+    onnx.write_bytes(onnx.read_bytes()[:-10])  # sha256 no longer matches the manifest
+    command = [sys.executable, "-m", "service", "score", "--model", "churn", "--workers", "2",
+               "--block-bytes", "4096", "-o", str(tmp_path / "out.csv")]  # fmt: skip
+    for models, source, message in [
+        (registry_dir, no_age, b"Missing column 'age'"),
+        (broken, good, b"sha256"),
+    ]:
+        done = subprocess.run(
+            [*command, "--models", str(models), str(source)],
+            cwd=REPO, capture_output=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == score.EXIT_BAD_INPUT, done.stderr
+        assert message in done.stderr
+        assert b"Traceback" not in done.stderr
+        assert done.stderr.count(b"\n") == 1, done.stderr
+        assert not (tmp_path / "out.csv").exists()
 
 
 def test_blocks_end_on_record_boundaries_even_inside_quotes() -> None:
