@@ -125,7 +125,7 @@ def predict_table(model: LoadedModel, body: bytes, chunk_rows: int) -> TableResu
 
 
 def _cells_table(model: LoadedModel, body: bytes, chunk_rows: int) -> TableResult | None:
-    """The usual CSV with nothing wrong in it, every chunk read from its bytes (`service.cells`)
+    """The usual CSV with nothing wrong in it, every chunk read from its bytes (`service.bytecells`)
     without splitting the text first. None at the first doubt; `_plain_table` then reads it.
     """
     if not plain_labels(model) or b"\n\n" in body or b"\n\r\n" in body:
@@ -167,8 +167,9 @@ def _cells_table(model: LoadedModel, body: bytes, chunk_rows: int) -> TableResul
 
 def _plain_table(model: LoadedModel, body: bytes, chunk_rows: int) -> TableResult | None:
     """`predict_table` for the usual CSV (no quotes, CRs or NULs; every row as wide as the
-    header): columns are slices of one flat list of cells. None when the file is anything
-    else, and `predict_table`'s csv-module path then reads it (and names what is wrong).
+    header) that `_cells_table` did not take (a blank line, an odd number, a bad value):
+    columns are slices of one flat list of text cells, and problems are named with their row.
+    None when the file is anything else, and `predict_table`'s csv-module path then reads it.
     """
     if not plain_labels(model):
         return None
@@ -180,32 +181,21 @@ def _plain_table(model: LoadedModel, body: bytes, chunk_rows: int) -> TableResul
     if len(header) != 1:
         return None
     table = layout(model.manifest, header[0].split(","))
+    width = len(table.header)
     parts: list[Result] = []
     try:
         for chunk in source:
-            batch = _chunk_batch(model, table, chunk, len(parts) * chunk_rows)
-            if batch is None:
+            flat = plain_cells(chunk, width)
+            if flat is None:
                 return None
+            offset = len(parts) * chunk_rows
+            batch = batch_from_flat(model.validator, table, flat, len(chunk), offset)
             parts.append(Result(batch.without_inputs(), model.predict(batch)))
     except _NotPlain:
         return None
     if not parts:
         return None
     return TableResult(model, body, table, parts, chunk_rows, None, plain=True)
-
-
-def _chunk_batch(model: LoadedModel, table: Layout, chunk: list[str], offset: int) -> Batch | None:
-    """A chunk of plain lines read from its bytes when every cell is clean (the usual case), else
-    as one flat list of text cells, which names the problems; None if not plain after all.
-    """
-    encoded = ("\n".join(chunk) + "\n").encode("utf-8")
-    batch = batch_from_cells(model.validator, table, encoded)
-    if batch is not None:
-        return batch
-    flat = plain_cells(chunk, len(table.header))
-    if flat is None:
-        return None
-    return batch_from_flat(model.validator, table, flat, len(chunk), offset)
 
 
 class _NotPlain(Exception):

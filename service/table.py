@@ -17,7 +17,7 @@ from operator import itemgetter
 import numpy as np
 import numpy.typing as npt
 
-from service import cells
+from service import bytecells
 from service.batch import Batch
 from service.errors import InvalidInput, MalformedBody, Problem
 from service.manifest import Feature, Manifest, normalize_header
@@ -150,21 +150,21 @@ def batch_from_flat(
 
 
 def batch_from_cells(validator: Validator, table: Layout, block: bytes) -> Batch | None:
-    """A block of plain, valid rows read straight from its bytes (`service.cells`), or None
+    """A block of plain, valid rows read straight from its bytes (`service.bytecells`), or None
     when any cell needs the general path: that path reads it, or names what is wrong with it.
     """
-    split = cells.split(block, len(table.header))
+    split = bytecells.split(block, len(table.header))
     if split is None:
         return None
     columns = [table.positions[f.name] for f in validator.numeric]
     flags = [i for i, f in enumerate(validator.numeric) if f.type == "bool"]
-    numbers = cells.numbers(split, columns, flags)
+    numbers = bytecells.numbers(split, columns, flags)
     if numbers is None:
         return None
     categories: dict[str, npt.NDArray[np.object_]] = {}
     for feature in validator.categorical:
         allowed = feature.categories or []
-        index = cells.categories(split, table.positions[feature.name], allowed)
+        index = bytecells.categories(split, table.positions[feature.name], allowed)
         if index is None:
             return None
         categories[feature.name] = np.asarray(allowed, dtype=object)[index]

@@ -114,7 +114,7 @@ def test_columnar_records_match_the_checked_path(
 
 def cell_of(feature: Feature, value: Any, fixed: bool) -> str:
     """A cell as a person or a spreadsheet writes it: floats in full or with 2 decimals (the
-    form `service.cells` reads from bytes; the full form takes the text path)."""
+    form `service.bytecells` reads from bytes; the full form takes the text path)."""
     if feature.type == "bool":
         return "1" if value else "0"
     if fixed and feature.type == "float":

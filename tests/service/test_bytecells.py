@@ -1,4 +1,4 @@
-"""`service.cells`, the byte-level fast path for plain CSV, against the general text path.
+"""`service.bytecells`, the byte-level fast path for plain CSV, against the general text path.
 
 Where the fast path reads a block it must give exactly the general path's batch (same floats to
 the bit, same categories, same flags); where it cannot, it must say so (None) rather than guess.
@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service import cells
+from service import bytecells
 from service.layout import read_pointer
 from service.model import LoadedModel, load_model
 from service.table import batch_from_cells, batch_from_flat, layout, plain_cells, plain_lines
@@ -38,8 +38,8 @@ odd = st.sampled_from(
 )  # fmt: skip
 
 
-def block_of(column: list[str]) -> cells.Block | None:
-    return cells.split(("".join(f"{cell},x\n" for cell in column)).encode("utf-8"), 2)
+def block_of(column: list[str]) -> bytecells.Block | None:
+    return bytecells.split(("".join(f"{cell},x\n" for cell in column)).encode("utf-8"), 2)
 
 
 @settings(max_examples=300, deadline=None)
@@ -47,8 +47,8 @@ def block_of(column: list[str]) -> cells.Block | None:
 def test_decimals_are_read_to_the_bit_as_the_text_path_reads_them(column: list[str]) -> None:
     block = block_of(column)
     assert block is not None
-    values = cells.numbers(block, [0], [])
-    short = all(len(cell) <= cells.MAX_NUMBER_BYTES for cell in column)
+    values = bytecells.numbers(block, [0], [])
+    short = all(len(cell) <= bytecells.MAX_NUMBER_BYTES for cell in column)
     has_digit = all(any(c.isdigit() for c in cell) for cell in column)
     if not (short and has_digit):
         assert values is None
@@ -62,7 +62,7 @@ def test_decimals_are_read_to_the_bit_as_the_text_path_reads_them(column: list[s
 @given(st.lists(st.one_of(decimal, odd), min_size=1, max_size=20))
 def test_any_cell_it_reads_it_reads_as_the_text_path_does(column: list[str]) -> None:
     block = block_of(column)
-    values = None if block is None else cells.numbers(block, [0], [])
+    values = None if block is None else bytecells.numbers(block, [0], [])
     if values is None:
         return  # the general path then reads or refuses the block
     assert values[0].tobytes() == np.asarray(column, dtype=np.float64).tobytes()
@@ -73,7 +73,7 @@ def test_any_cell_it_reads_it_reads_as_the_text_path_does(column: list[str]) -> 
                                   "00000000-0", "1234567-8", "-1234567-", "1.5-"])  # fmt: skip
 def test_what_it_cannot_read_exactly_is_left_to_the_text_path(cell: str) -> None:
     block = block_of(["1", cell, "2"])
-    assert block is None or cells.numbers(block, [0], []) is None
+    assert block is None or bytecells.numbers(block, [0], []) is None
 
 
 @pytest.mark.parametrize(
@@ -85,7 +85,7 @@ def test_flag_columns_take_only_0_or_1(cell: str, read: bool) -> None:
     """Cells "1.0" and "true" are the text path's to read; "-0" and "01" are not 0/1 there."""
     block = block_of(["0", cell])
     assert block is not None
-    assert (cells.numbers(block, [0], [0]) is not None) is read
+    assert (bytecells.numbers(block, [0], [0]) is not None) is read
 
 
 @pytest.mark.parametrize(
@@ -93,33 +93,33 @@ def test_flag_columns_take_only_0_or_1(cell: str, read: bool) -> None:
     [b'1,"x"\n', b"1,x\x00\n", b"1,x\r2,y\n", b"1,x\n\n2,y\n", b"\n1,x\n", b"1,x,3\n", b"1\n", b""],
 )
 def test_blocks_that_are_not_plain_are_refused(block: bytes) -> None:
-    assert cells.split(block, 2) is None
+    assert bytecells.split(block, 2) is None
 
 
 def test_crlf_and_a_missing_last_line_end_are_plain() -> None:
-    block = cells.split(b"1,a\r\n22,bb\r\n333,c", 2)
+    block = bytecells.split(b"1,a\r\n22,bb\r\n333,c", 2)
     assert block is not None
     assert block.rows == 3
-    values = cells.numbers(block, [0], [])
+    values = bytecells.numbers(block, [0], [])
     assert values is not None
     assert values.tolist() == [[1.0, 22.0, 333.0]]
 
 
 def test_categories_match_exactly_or_not_at_all() -> None:
     allowed = ["France", "Spain", "España"]
-    block = cells.split("France,1\nEspaña,2\nSpain,3\n".encode(), 2)
+    block = bytecells.split("France,1\nEspaña,2\nSpain,3\n".encode(), 2)
     assert block is not None
-    index = cells.categories(block, 0, allowed)
+    index = bytecells.categories(block, 0, allowed)
     assert index is not None
     assert index.tolist() == [0, 2, 1]
     for odd_cell in (" Spain", "Spai", "Spain ", "spain", "Germany", "a" * 17, ""):
-        block = cells.split(f"France,1\n{odd_cell},2\n".encode(), 2)
+        block = bytecells.split(f"France,1\n{odd_cell},2\n".encode(), 2)
         assert block is not None
-        assert cells.categories(block, 0, allowed) is None
+        assert bytecells.categories(block, 0, allowed) is None
     # A category the text path could never match (it strips cells) is not matched here either.
-    block = cells.split(b" Spain,1\n", 2)
+    block = bytecells.split(b" Spain,1\n", 2)
     assert block is not None
-    assert cells.categories(block, 0, [" Spain", "France"]) is None
+    assert bytecells.categories(block, 0, [" Spain", "France"]) is None
 
 
 @pytest.fixture(scope="module")
