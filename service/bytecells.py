@@ -23,9 +23,11 @@ import numpy as np
 import numpy.typing as npt
 
 WIDTH = 16  # bytes read per cell: two 64-bit words
+WORD = 8
 SLICE_CELLS = 1 << 14  # cells decoded per numpy pass, so temporaries stay in the CPU cache
 MAX_NUMBER_BYTES = 15  # with the sign and point, so a mantissa stays below 10**15 < 2**53
 COMMA, NEWLINE, ZERO, POINT, MINUS = (ord(c) for c in ",\n0.-")
+QUOTE, NUL, CR = (ord(c) for c in '"\0\r')
 POWERS = 10.0 ** np.arange(WIDTH)
 Bytes = npt.NDArray[np.uint8]
 Positions = npt.NDArray[np.int64]
@@ -48,69 +50,91 @@ class Block:
     def rows(self) -> int:
         return len(self.newlines)
 
-    def starts(self, columns: list[int]) -> Positions:
-        """[rows, len(columns)]: where each cell begins."""
-        firsts = np.concatenate(([WIDTH], self.newlines[:-1] + 1))
-        return np.column_stack([firsts if j == 0 else self.commas[:, j - 1] + 1 for j in columns])
+    def start(self, column: int) -> Positions:
+        """[rows]: where each cell of one column begins."""
+        if column == 0:
+            return np.concatenate(([WIDTH], self.newlines[:-1] + 1))
+        return self.commas[:, column - 1] + 1
 
-    def ends(self, columns: list[int]) -> Positions:
-        """[rows, len(columns)]: where each cell ends (exclusive)."""
+    def end(self, column: int) -> Positions:
+        """[rows]: where each cell of one column ends (exclusive), as a contiguous array."""
         last = self.commas.shape[1]
-        return np.column_stack([self.newlines if j == last else self.commas[:, j] for j in columns])
+        return self.newlines if column == last else np.ascontiguousarray(self.commas[:, column])
 
 
 def split(block: bytes, width: int) -> Block | None:
-    """The cells of `block` (whole lines, no header), or None when it is not a plain block."""
-    if not block or b'"' in block or b"\0" in block:
+    """The cells of `block` (whole lines, no header), or None when it is not a plain block.
+
+    One pass finds every byte up to "," in the table: the commas and line ends, and the quotes,
+    NULs and CRs that make a block not plain (with spaces and a few signs, dropped after).
+    """
+    if not block:
         return None
-    if b"\r" in block:
-        if block.count(b"\r") != block.count(b"\r\n"):
-            return None  # a lone CR ends a record for the csv module
-        block = block.replace(b"\r\n", b"\n")
     if not block.endswith(b"\n"):
         block += b"\n"
-    if block.startswith(b"\n") or b"\n\n" in block:
-        return None  # blank lines: row numbers would need the general path's counting
     data = np.empty(WIDTH + len(block) + WIDTH, dtype=np.uint8)
     data[:WIDTH] = ZERO
     data[WIDTH:-WIDTH] = np.frombuffer(block, dtype=np.uint8)
     data[-WIDTH:] = ZERO
     text = data[WIDTH:-WIDTH]
-    newlines = np.flatnonzero(text == NEWLINE) + WIDTH
-    commas = np.flatnonzero(text == COMMA) + WIDTH
-    rows = len(newlines)
-    if len(commas) != rows * (width - 1):
+    found = np.flatnonzero(text <= COMMA)
+    marks = text[found]
+    if (marks == QUOTE).any() or (marks == NUL).any():
         return None
-    per_line = np.diff(np.searchsorted(commas, newlines), prepend=0)
-    if not (per_line == width - 1).all():
+    if (marks == CR).any():
+        if block.count(b"\r") != block.count(b"\r\n"):
+            return None  # a lone CR ends a record for the csv module
+        return split(block.replace(b"\r\n", b"\n"), width)
+    is_newline = marks == NEWLINE
+    separators = found[is_newline | (marks == COMMA)] + WIDTH
+    if len(separators) % width:
         return None
-    return Block(data, newlines, commas.reshape(rows, width - 1))
+    separators = separators.reshape(-1, width)
+    newlines = np.ascontiguousarray(separators[:, -1])
+    if int(is_newline.sum()) != len(newlines) or not (data[newlines] == NEWLINE).all():
+        return None  # a line with too many or too few cells
+    if newlines[0] == WIDTH or (np.diff(newlines) == 1).any():
+        return None  # blank lines: row numbers would need the general path's counting
+    return Block(data, newlines, separators[:, :-1])
 
 
 def numbers(block: Block, columns: list[int], flags: list[int]) -> npt.NDArray[np.float64] | None:
     """A [len(columns), rows] matrix of the columns' values, or None if any cell is not a plain
     decimal. The columns at positions `flags` (of `columns`) must hold exactly "0" or "1": the
     general path reads true/yes/... there too, and does not take "-0" or "01" for 0 or 1.
+
+    Column by column: one of whole numbers of at most eight digits (counts, ages, flags) is read
+    from one word per cell, about a third of the steps of the general decimal reading.
     """
     size = block.rows
     result = np.empty((len(columns), size), dtype=np.float64)
     if not columns:
         return result
-    words = _words(block.data)
-    all_starts, all_ends = block.starts(columns), block.ends(columns)
-    step = max(1, SLICE_CELLS // len(columns))
-    for first in range(0, size, step):
-        ends = all_ends[first : first + step]
-        lengths = ends - all_starts[first : first + step]
-        if flags and (lengths[:, flags] != 1).any():
+    for j, column in enumerate(columns):
+        ends = block.end(column)
+        lengths = ends - block.start(column)
+        if j in flags and (lengths != 1).any():
             return None
-        values = _decimals(words[(ends - WIDTH).T.ravel()], lengths.T.ravel())
-        if values is None:
-            return None
-        result[:, first : first + step] = values.reshape(len(columns), -1)
+        for first in range(0, size, SLICE_CELLS):
+            rows = slice(first, first + SLICE_CELLS)
+            values = _column(block.data, ends[rows], lengths[rows])
+            if values is None:
+                return None
+            result[j, rows] = values
     if flags and (result[flags] > 1).any():
         return None  # "2" to "9" in a 0/1 column: the general path names the problem
     return result
+
+
+def _column(data: Bytes, ends: Positions, lengths: Positions) -> npt.NDArray[np.float64] | None:
+    """One column's cells (given by where they end and their lengths) to floats, or None."""
+    if lengths.min() < 1 or lengths.max() > MAX_NUMBER_BYTES:
+        return None
+    if lengths.max() <= WORD:
+        values = _integers(_word_at(data)[ends - WORD], lengths)
+        if values is not None:
+            return values
+    return _decimals(_words(data)[ends - WIDTH], lengths)
 
 
 def categories(block: Block, column: int, allowed: Sequence[str]) -> Indices | None:
@@ -122,8 +146,8 @@ def categories(block: Block, column: int, allowed: Sequence[str]) -> Indices | N
         return None
     if any(name != name.strip() for name in allowed):
         return None  # the general path strips cells, so such a category is never matched there
-    starts = block.starts([column])[:, 0]
-    lengths = block.ends([column])[:, 0] - starts
+    starts = block.start(column)
+    lengths = block.end(column) - starts
     if lengths.max() > WIDTH:
         return None
     high, low = np.ascontiguousarray(_words(block.data)[starts].T)  # the 16 bytes from the start
@@ -141,6 +165,22 @@ def _words(data: Bytes) -> npt.NDArray[np.uint64]:
     return np.ndarray((len(data) - WIDTH + 1, 2), dtype="<u8", buffer=data, strides=(1, 8))
 
 
+def _word_at(data: Bytes) -> npt.NDArray[np.uint64]:
+    """Every 8-byte window of `data` as one little-endian 64-bit word (a strided view)."""
+    return np.ndarray((len(data) - WORD + 1,), dtype="<u8", buffer=data, strides=(1,))
+
+
+def _integers(words: npt.NDArray[np.uint64], lengths: Positions) -> npt.NDArray[np.float64] | None:
+    """Cells of 1 to 8 bytes, given as the word ending at their last byte, read as whole numbers;
+    None unless every cell is all digits (a sign or a point is `_decimals`'s to read).
+    """
+    pad = PAD_HIGH[WORD - lengths]  # the bytes before the cell become "0"
+    words = (words & ~pad) | (pad & ZEROS)
+    if not _digits(words):
+        return None
+    return _eight_digits(words).astype(np.float64)
+
+
 def _decimals(words: npt.NDArray[np.uint64], lengths: Positions) -> npt.NDArray[np.float64] | None:
     """Cells given as the 16 bytes ending at their last byte (two words per cell) to floats.
 
@@ -148,8 +188,6 @@ def _decimals(words: npt.NDArray[np.uint64], lengths: Positions) -> npt.NDArray[
     with "0", find the point and the minus (exact zero-byte tests), check every other byte is a
     digit, then read the digits as one integer.
     """
-    if lengths.min() < 1 or lengths.max() > MAX_NUMBER_BYTES:
-        return None
     pad = WIDTH - lengths
     high, low = np.ascontiguousarray(words.T)  # bytes 0-7 and 8-15 of each cell
     high = (high & ~PAD_HIGH[pad]) | (PAD_HIGH[pad] & ZEROS)
