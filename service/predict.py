@@ -6,14 +6,12 @@ import codecs
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import Any
 
 import numpy as np
 
 from service.batch import Batch
 from service.errors import InvalidInput, MalformedBody, Problem
 from service.model import LoadedModel, Prediction
-from service.records import batch_from_records
 from service.render import (
     plain_labels,
     prediction_cells,
@@ -54,12 +52,6 @@ class Answer:
 
     result: Result
     body: bytes
-
-
-def predict_records(model: LoadedModel, records: list[Any]) -> Result:
-    """Validate once, build one array per feature, run the session once."""
-    batch = batch_from_records(model.validator, records)
-    return Result(batch, model.predict(batch))
 
 
 @dataclass(frozen=True)

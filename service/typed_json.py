@@ -1,0 +1,78 @@
+"""v1 JSON bodies decoded straight into typed records by msgspec: the fast path for valid bodies.
+
+Through orjson a body becomes a dict per record and a Python object per value, whose types the
+validator then checks column by column; for 10,000 churn records that is about 57 ms. msgspec
+checks each value's JSON type while it parses, into one small struct per record (no dicts), and
+columns are read from the structs in C: about 28 ms for the same records.
+
+This is a fast path, never the definition of what is valid. A body it cannot decode (a wrong
+type, a missing or unknown field, malformed JSON), or one whose values break a rule, answers None
+and the caller takes the general path (`parse_json`, `records_of`, `batch_from_records`), which
+names every problem in the API's words. Where both read a body they give the same batch: both
+parsers round decimal text to the nearest double, a JSON integer becomes the nearest double, and
+a repeated key keeps its last value in both (tests/service/test_typed_json.py).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from operator import attrgetter
+from types import GenericAlias
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from service.batch import Batch
+from service.records import QUICK_RECORDS
+from service.validation import Validator, ValuesInvalid
+
+# JSON types per feature type, as the general path allows them (`validation.NUMBER_TYPES` and
+# co.): an integer feature takes any JSON number here too; whether it is whole is the validator's
+# rule, checked on the values.
+_TYPES: dict[str, type] = {"float": float, "int": float, "bool": bool, "category": str}
+
+
+class RecordsDecoder:
+    """Decodes `{"records": [...]}` for one model version's features; built once per validator."""
+
+    def __init__(self, validator: Validator) -> None:
+        fields = [(f.name, _TYPES[f.type]) for f in validator.features]
+        record = msgspec.defstruct("Record", fields, forbid_unknown_fields=True, gc=False)
+        body = msgspec.defstruct(
+            "Body", [("records", GenericAlias(list, (record,)))], forbid_unknown_fields=True
+        )
+        self._decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(body)
+        self._validator = validator
+        self._numeric = [attrgetter(f.name) for f in validator.numeric]
+        self._categorical = [(f.name, attrgetter(f.name)) for f in validator.categorical]
+
+    def batch(self, body: bytes, limit: int) -> Batch | None:
+        """The checked batch of a valid body of 1 to `limit` records; None for anything else."""
+        try:
+            records: list[Any] = self._decoder.decode(body).records
+        except msgspec.DecodeError:  # also msgspec.ValidationError
+            return None
+        size = len(records)
+        if not 0 < size <= limit:
+            return None
+        if size <= QUICK_RECORDS:  # plain Python rules, as `batch_from_records` takes them
+            return self._validator.quick(list(map(msgspec.structs.astuple, records)))
+        numbers = np.empty((len(self._numeric), size), dtype=np.float64)
+        for row, get in zip(numbers, self._numeric, strict=True):
+            row[:] = np.fromiter(map(get, records), dtype=np.float64, count=size)
+        categories = {name: list(map(get, records)) for name, get in self._categorical}
+        # The values stand in for the text: on a problem the general path quotes the caller's.
+        raw: dict[str, Any] = {
+            f.name: values for f, values in zip(self._validator.numeric, numbers, strict=True)
+        }
+        try:
+            return self._validator.assemble(size, numbers, categories, raw)
+        except ValuesInvalid:
+            return None
+
+
+@lru_cache(maxsize=64)
+def records_decoder(validator: Validator) -> RecordsDecoder:
+    """The decoder for a validator (one per loaded model version, so a small cache holds all)."""
+    return RecordsDecoder(validator)
