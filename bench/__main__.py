@@ -25,8 +25,8 @@ from service.manifest import Manifest
 
 CACHE = REPO / "bench" / ".cache"
 OUR_PACKAGES = (
-    "fastapi", "starlette", "uvicorn", "uvloop", "httptools", "orjson", "numpy", "onnxruntime",
-    "prometheus_client", "pydantic",
+    "fastapi", "starlette", "uvicorn", "uvloop", "httptools", "orjson", "msgspec", "numpy",
+    "onnxruntime", "prometheus_client", "pydantic",
 )  # fmt: skip
 MLSERVER_PACKAGES = (
     "mlserver", "mlserver-sklearn", "fastapi", "uvicorn", "uvloop", "scikit-learn", "onnxruntime",
