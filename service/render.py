@@ -30,7 +30,7 @@ def prediction_records(
     """
     labels = model.manifest.labels
     classes = prediction.classes.tolist()
-    rows = _rounded(prediction.probabilities).tolist()
+    rows = rounded(prediction.probabilities).tolist()
     if model.manifest.kind == "binary":
         positive = model.manifest.positive_index
         chosen = [row[positive] for row in rows]
@@ -56,8 +56,8 @@ def prediction_json(model: LoadedModel, batch: Batch, prediction: Prediction) ->
     labels = model.manifest.labels
     width = len(labels)
     classes = prediction.classes.tolist()
-    rounded = _rounded(prediction.probabilities)
-    tokens = orjson.dumps(rounded.ravel(), option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
+    values = rounded(prediction.probabilities)
+    tokens = orjson.dumps(values.ravel(), option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
     if model.manifest.kind == "binary":
         chosen = tokens[model.manifest.positive_index :: width]
     else:
@@ -97,12 +97,12 @@ def prediction_columns(model: LoadedModel, batch: Batch, prediction: Prediction)
     """The appended CSV cells by column (label, probability, p_<label>..., out_of_range), each
     formatted in one call; a binary model's probability is its positive column's text, reused.
     """
-    rounded = _rounded(prediction.probabilities)
-    columns = [probability_text(column) for column in rounded.T]
+    values = rounded(prediction.probabilities)
+    columns = [probability_text(column) for column in values.T]
     if model.manifest.kind == "binary":
         chosen = columns[model.manifest.positive_index]
     else:
-        chosen = probability_text(rounded[np.arange(len(rounded)), prediction.classes])
+        chosen = probability_text(values[np.arange(len(values)), prediction.classes])
     labels = np.asarray(model.manifest.labels, dtype=object)[prediction.classes].tolist()
     flags = [""] * len(labels)  # then only the records with flags are joined
     for row, names in batch.flagged():
@@ -120,19 +120,19 @@ def plain_labels(model: LoadedModel) -> bool:
     return not any(set(label) & NEEDS_QUOTES for label in model.manifest.labels)
 
 
-@lru_cache(maxsize=64)
-def _record_template(labels: tuple[str, ...]) -> tuple[bytes, list[bytes]]:
-    """The bytes template of one v1 prediction record, and each label's JSON string."""
-    quoted = [orjson.dumps(label) for label in labels]
-    probabilities = b",".join(label + b":%s" for label in quoted)
-    template = (
-        b'{"label":%s,"probability":%s,"probabilities":{' + probabilities + b'},"out_of_range":%s}'
-    )
-    return template, quoted
-
-
-def _rounded(values: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+def rounded(values: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+    """Probabilities as written: float64, rounded to DECIMALS."""
     return values.astype(np.float64).round(DECIMALS)
+
+
+def needs_repr(values: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
+    """The rounded values written in exponent notation (below 1e-4, zero excepted) or unexpected
+    (NaN, negative, > 1): formatted one by one with `repr`, the rest in one whole-array call.
+    """
+    magnitude = np.abs(values)
+    usual = ((magnitude >= REPR_AGREES_FROM) & (magnitude <= 1.0)) | (values == 0.0)
+    odd: npt.NDArray[np.bool_] = ~usual | np.signbit(values)
+    return odd
 
 
 def probability_text(values: npt.NDArray[np.float64]) -> list[str]:
@@ -147,8 +147,17 @@ def probability_text(values: npt.NDArray[np.float64]) -> list[str]:
     values = np.ascontiguousarray(values, dtype=np.float64)
     encoded = orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY)
     tokens = encoded[1:-1].decode("ascii").split(",")
-    magnitude = np.abs(values)
-    odd = ~(((magnitude >= REPR_AGREES_FROM) & (magnitude <= 1.0)) | (values == 0.0))
-    for index in np.flatnonzero(odd).tolist():
+    for index in np.flatnonzero(needs_repr(values)).tolist():
         tokens[index] = repr(float(values[index]))
     return tokens
+
+
+@lru_cache(maxsize=64)
+def _record_template(labels: tuple[str, ...]) -> tuple[bytes, list[bytes]]:
+    """The bytes template of one v1 prediction record, and each label's JSON string."""
+    quoted = [orjson.dumps(label) for label in labels]
+    probabilities = b",".join(label + b":%s" for label in quoted)
+    template = (
+        b'{"label":%s,"probability":%s,"probabilities":{' + probabilities + b'},"out_of_range":%s}'
+    )
+    return template, quoted

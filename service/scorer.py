@@ -11,13 +11,15 @@ import csv
 import io
 from dataclasses import dataclass
 
+from service import bytecells
 from service.batch import Batch
+from service.bytelines import scored_lines, writable
 from service.errors import InvalidInput, Problem
 from service.model import LoadedModel
 from service.render import plain_labels, prediction_columns, prediction_header
 from service.table import (
     Layout,
-    batch_from_cells,
+    batch_from_block,
     batch_from_flat,
     batch_from_rows,
     encode_rows,
@@ -74,6 +76,7 @@ class BlockScorer:
         self.model = model
         self.table: Layout = layout(model.manifest, header)
         self._plain_labels = plain_labels(model)
+        self._byte_lines = self._plain_labels and writable(model)
 
     def header(self) -> bytes:
         """The caller's header plus the prediction columns, named as the v1 CSV endpoint does."""
@@ -83,7 +86,7 @@ class BlockScorer:
     def score(self, block: bytes) -> BlockResult:
         """Check and predict every record of `block`; bad rows are reported, not written."""
         text = _decode(block)
-        fast = self._score_cells(block, text) or self._score_plain(text)
+        fast = self._score_cells(block) or self._score_plain(text)
         if fast is not None:
             return fast
         rows = _parse(text)
@@ -96,17 +99,20 @@ class BlockScorer:
         output = ("\r\n".join(lines) + "\r\n").encode("utf-8") if lines else b""
         return BlockResult(output, len(rows), _row_errors(text, rows, problems, self.table))
 
-    def _score_cells(self, block: bytes, text: str) -> BlockResult | None:
-        """A clean plain block read from its bytes (`table.batch_from_cells`); else None."""
-        if not self._plain_labels:
+    def _score_cells(self, block: bytes) -> BlockResult | None:
+        """A clean plain block read from its bytes (`table.batch_from_block`) and written as
+        bytes (`bytelines.scored_lines`); else None.
+        """
+        if not self._byte_lines:
             return None
-        batch = batch_from_cells(self.model.validator, self.table, block)
+        split = bytecells.split(block, len(self.table.header))
+        if split is None:
+            return None
+        batch = batch_from_block(self.model.validator, self.table, split)
         if batch is None:
             return None
-        lines = text.replace("\r\n", "\n").split("\n")
-        if lines[-1] == "":
-            lines.pop()  # the block's last line end
-        return self._written(lines, batch)
+        output = scored_lines(split, self.model, batch, self.model.predict(batch))
+        return BlockResult(output, batch.size, [])
 
     def _score_plain(self, text: str) -> BlockResult | None:
         """A clean block of plain lines: columns are slices of one flat list of cells, and each

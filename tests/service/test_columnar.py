@@ -195,7 +195,7 @@ def test_score_blocks_match_the_row_path(
 
     fast = score()
     with monkeypatch.context() as patch:
-        patch.setattr(BlockScorer, "_score_cells", lambda self, block, text: None)
+        patch.setattr(BlockScorer, "_score_cells", lambda self, block: None)
         patch.setattr(BlockScorer, "_score_plain", lambda self, text: None)
         slow = score()
     assert fast == slow
