@@ -68,8 +68,8 @@ def split(block: bytes, width: int) -> Block | None:
     One pass finds every byte up to "," in the table: the commas and line ends, and the quotes,
     NULs and CRs that make a block not plain (with spaces and a few signs, dropped after).
     """
-    if not block:
-        return None
+    if not block or block.endswith(b"\r"):
+        return None  # a CR at the very end is a lone one
     if not block.endswith(b"\n"):
         block += b"\n"
     data = np.empty(WIDTH + len(block) + WIDTH, dtype=np.uint8)

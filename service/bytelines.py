@@ -19,16 +19,13 @@ import numpy.typing as npt
 from numpy.lib.stride_tricks import as_strided
 
 from service.batch import Batch
-from service.bytecells import WIDTH, Block
+from service.bytecells import KEEP_HIGH, WIDTH, ZERO, Block
 from service.model import LoadedModel, Prediction
 from service.render import DECIMALS, FLAG_SEPARATOR, needs_repr, rounded
 
 SLICE_ROWS = 4096  # rows joined per numpy pass, so the temporaries stay in the CPU cache
-ZERO = ord("0")
 LINE_END = np.frombuffer(b",\r\n", dtype=np.uint8)  # the out_of_range cell's comma, then CRLF
 POINT_DIGITS = np.uint64(0x30303030_3030302E)  # added to a word of digits: "." then "0"s
-# KEEP[n]: a word's first n bytes (little-endian).
-KEEP = np.array([(1 << (8 * n)) - 1 for n in range(9)], dtype=np.uint64)
 Bytes = npt.NDArray[np.uint8]
 Sizes = npt.NDArray[np.int64]
 Item = TypeVar("Item", bound=np.generic)
@@ -105,7 +102,7 @@ def probability_bytes(values: npt.NDArray[np.float64], prefix: bytes = b"") -> t
     usual = np.where(odd, 0.0, values) if odd.any() else values
     scaled = np.rint(usual * 10**DECIMALS).astype(np.uint64)
     units = scaled >= 10**DECIMALS  # the integer digit: 1 for 1.0, else 0
-    digits = _eight_digits(scaled - units * np.uint64(10**DECIMALS))  # a 0, then the decimals
+    digits = _digit_word(scaled - units * np.uint64(10**DECIMALS))  # a 0, then the decimals
     kept = (_last_nonzero(digits) + 1).clip(2)  # the point and at least one decimal
     texts = {i: prefix + repr(float(values[i])).encode() for i in np.flatnonzero(odd).tolist()}
     start = len(prefix)
@@ -113,7 +110,7 @@ def probability_bytes(values: npt.NDArray[np.float64], prefix: bytes = b"") -> t
     data[:, :start] = np.frombuffer(prefix, dtype=np.uint8)
     data[:, start] = ZERO + units
     data[:, start + 1 : start + 9] = (
-        ((digits + POINT_DIGITS) & KEEP[kept]).view(np.uint8).reshape(-1, 8)
+        ((digits + POINT_DIGITS) & KEEP_HIGH[kept]).view(np.uint8).reshape(-1, 8)
     )
     sizes = start + 1 + kept
     for i, text in texts.items():
@@ -162,7 +159,7 @@ def _windows(data: npt.NDArray[Item], width: int) -> npt.NDArray[Item]:
     return as_strided(data, (len(data) - width + 1, width), (data.strides[0],) * 2, writeable=False)
 
 
-def _eight_digits(values: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+def _digit_word(values: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
     """Integers below 10**8 as their 8 decimal digits, one a byte, the first digit in the lowest
     byte (little-endian order): each step splits every lane of the word into two halves at once
     (4+4 digits, then 2+2, then 1+1), each division by a constant done as a multiply and shift.

@@ -17,6 +17,7 @@ from service.batch import Batch
 from service.errors import ArtefactError, ArtefactMismatch, InvalidInput, SelfCheckFailed
 from service.manifest import Manifest, ManifestError
 from service.records import batch_from_records
+from service.typed_json import RecordsDecoder
 from service.validation import Validator
 
 PROBABILITIES = "probabilities"
@@ -49,6 +50,7 @@ class LoadedModel:
 
     manifest: Manifest
     validator: Validator
+    json_records: RecordsDecoder  # v1 JSON bodies' fast path, built with the validator
     session: ort.InferenceSession
     path: Path
     loaded_at: datetime
@@ -93,7 +95,10 @@ def load_model(folder: Path, threads: int) -> LoadedModel:
     except ORT_ERRORS as exc:
         raise ArtefactMismatch(f"{folder}: onnxruntime cannot load the model: {exc}") from exc
     _check_signature(manifest, session, folder)
-    model = LoadedModel(manifest, Validator(manifest), session, folder, datetime.now(UTC))
+    validator = Validator(manifest)
+    model = LoadedModel(
+        manifest, validator, RecordsDecoder(validator), session, folder, datetime.now(UTC)
+    )
     self_check(model)
     return model
 

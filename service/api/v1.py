@@ -16,7 +16,6 @@ from service.predict import Answer, Result, TableResult, predict_table
 from service.records import batch_from_records, records_of
 from service.render import prediction_json
 from service.schemas import model_details, model_summary
-from service.typed_json import records_decoder
 
 PREDICT_ROUTE = "/v1/models/{task}/predict"
 router = APIRouter(prefix="/v1", tags=["v1"])
@@ -68,12 +67,13 @@ def _predict_json(model: LoadedModel, body: bytes, limit: int, state: State) -> 
 
     The record count goes to the access log as soon as it is known, also when a record is bad.
     """
-    batch = records_decoder(model.validator).batch(body, limit)
+    batch = model.json_records.batch(body, limit)
     if batch is None:  # the general path reads the rest, or names what is wrong
         records = records_of(parse_json(body), limit)
         state.records = len(records)
         batch = batch_from_records(model.validator, records)
-    state.records = batch.size
+    else:
+        state.records = batch.size
     result = Result(batch, model.predict(batch))
     return Answer(result, _prediction_body(model, state.request_id, result))
 

@@ -90,7 +90,17 @@ def test_flag_columns_take_only_0_or_1(cell: str, read: bool) -> None:
 
 @pytest.mark.parametrize(
     "block",
-    [b'1,"x"\n', b"1,x\x00\n", b"1,x\r2,y\n", b"1,x\n\n2,y\n", b"\n1,x\n", b"1,x,3\n", b"1\n", b""],
+    [
+        b'1,"x"\n',
+        b"1,x\x00\n",
+        b"1,x\r2,y\n",
+        b"1,x\r",
+        b"1,x\n\n2,y\n",
+        b"\n1,x\n",
+        b"1,x,3\n",
+        b"1\n",
+        b"",
+    ],
 )
 def test_blocks_that_are_not_plain_are_refused(block: bytes) -> None:
     assert bytecells.split(block, 2) is None

@@ -22,7 +22,6 @@ from service.errors import ServiceError
 from service.layout import read_pointer
 from service.model import LoadedModel, load_model
 from service.records import batch_from_records, records_of
-from service.typed_json import records_decoder
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 LIMIT = 1000
@@ -79,7 +78,7 @@ def test_valid_bodies_take_the_fast_path_with_the_general_paths_batch(
     examples = [example.record for example in churn.manifest.examples]
     records = [examples[i % len(examples)] for i in range(size)]
     body = orjson.dumps({"records": records})
-    fast = records_decoder(churn.validator).batch(body, LIMIT)
+    fast = churn.json_records.batch(body, LIMIT)
     slow = general(churn, body)
     assert fast is not None and slow is not None
     assert_same(fast, slow)
@@ -98,18 +97,19 @@ def test_valid_bodies_take_the_fast_path_with_the_general_paths_batch(
         b'{"records": [{"age": NaN}]}',
         b'{"records": [{"age": 1e400}]}',
         b'{"records": [{"age": 30}',
+        b'{"records": [{"geography": "\xff"}]}',  # bad UTF-8 in a string
     ],
 )
 def test_bodies_it_cannot_read_are_left_to_the_general_path(
     churn: LoadedModel, body: bytes
 ) -> None:
-    assert records_decoder(churn.validator).batch(body, LIMIT) is None
+    assert churn.json_records.batch(body, LIMIT) is None
 
 
 def test_more_records_than_the_limit_are_left_to_the_general_path(churn: LoadedModel) -> None:
     record = churn.manifest.examples[0].record
     body = orjson.dumps({"records": [record] * 3})
-    decoder = records_decoder(churn.validator)
+    decoder = churn.json_records
     assert decoder.batch(body, 3) is not None
     assert decoder.batch(body, 2) is None
 
@@ -161,7 +161,7 @@ def test_whatever_it_reads_it_reads_as_the_general_path_does(
     # Repeat the records past the few-records rules, so both sizes of rules are compared.
     records = data.draw(_records(names, example)) * data.draw(st.sampled_from([1, 3]))
     body = body_of(records)
-    fast = records_decoder(churn.validator).batch(body, LIMIT)
+    fast = churn.json_records.batch(body, LIMIT)
     if fast is None:
         return
     slow = general(churn, body)
@@ -185,6 +185,10 @@ def test_numbers_are_read_to_the_bit_as_orjson_reads_them(churn: LoadedModel) ->
         "123456.78901234567890123",
         "2.5e-3",
         "999999.99999999999",
+        "-0",
+        "-0e0",
+        "-1e-400",
+        "0.000000000000000000000000000001",
     ]
     pieces = [
         orjson.dumps({**record, "balance": 0.0}).replace(
@@ -193,7 +197,7 @@ def test_numbers_are_read_to_the_bit_as_orjson_reads_them(churn: LoadedModel) ->
         for t in texts
     ]
     body = b'{"records":[' + b",".join(pieces) + b"]}"
-    fast = records_decoder(churn.validator).batch(body, 10_000)
+    fast = churn.json_records.batch(body, 10_000)
     slow = batch_from_records(churn.validator, records_of(parse_json(body), 10_000))
     assert fast is not None
     assert_same(fast, slow)
