@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 WIDTH = 16  # bytes read per cell: two 64-bit words
-WORD = 8
+WORD = 8  # bytes of one 64-bit word: whole numbers of up to 8 digits are read from one
 SLICE_CELLS = 1 << 14  # cells decoded per numpy pass, so temporaries stay in the CPU cache
 MAX_NUMBER_BYTES = 15  # with the sign and point, so a mantissa stays below 10**15 < 2**53
 COMMA, NEWLINE, ZERO, POINT, MINUS = (ord(c) for c in ",\n0.-")

@@ -65,7 +65,8 @@ class RecordsDecoder:
         for row, get in zip(numbers, self._numeric, strict=True):
             row[:] = np.fromiter(map(get, records), dtype=np.float64, count=size)
         categories = {name: list(map(get, records)) for name, get in self._categorical}
-        # The values stand in for the text: on a problem the general path quotes the caller's.
+        # `assemble` quotes these values if a rule is broken; that answer is dropped here (None),
+        # and the general path then quotes the caller's own values.
         raw: dict[str, Any] = {
             f.name: values for f, values in zip(self._validator.numeric, numbers, strict=True)
         }
