@@ -134,11 +134,12 @@ def targets(run: Run) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, text: str) -> None:
-    """Replace the generated block of RESULTS.md (or append it), leaving the rest as it is."""
+def write_section(path: Path, text: str, markers: tuple[str, str] = (BEGIN, END)) -> None:
+    """Replace a generated block of RESULTS.md (or append it), leaving the rest as it is."""
+    begin, end = markers
     old = path.read_text() if path.exists() else "# Measured results\n"
-    block = f"{BEGIN}\n{text.rstrip()}\n{END}"
-    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.DOTALL)
+    block = f"{begin}\n{text.rstrip()}\n{end}"
+    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.DOTALL)
     new = (
         pattern.sub(lambda _: block, old) if pattern.search(old) else f"{old.rstrip()}\n\n{block}\n"
     )

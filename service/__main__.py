@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from types import FrameType
@@ -19,7 +20,13 @@ def main() -> None:
     if sys.argv[1:2] == ["score"]:
         from service.score import main as score
 
-        raise SystemExit(score(sys.argv[2:]))
+        code = score(sys.argv[2:])
+        # The run is over and every file it wrote is closed and renamed. Skipping the teardown
+        # of numpy, onnxruntime and pydantic saves about 0.1 s, a twentieth of scoring
+        # 1,000,000 rows. An exception or argparse's exit still ends the usual way.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     import uvicorn
 
     from service.logs import configure_logging

@@ -266,3 +266,56 @@ def test_blocks_end_on_record_boundaries_even_inside_quotes() -> None:
     for part in blocks(io.BytesIO(text[len(header) :]), b"", block_bytes=5):
         assert part.endswith(b"\n")
         assert part.count(b'"') % 2 == 0
+
+
+def test_a_scored_block_too_big_for_its_slot_comes_back_through_the_pipe(
+    registry_dir: Path, churn: Manifest, tmp_path: Path
+) -> None:
+    """A record longer than the block makes a block (and its output) bigger than the slot."""
+    rows = table(churn, 600)
+    rows[300][HEADER.index("Surname")] = "S" * 20_000  # slots hold four blocks' worth: 16 KiB
+    source = write_csv(tmp_path / "in.csv", rows)
+    one, two = tmp_path / "one.csv", tmp_path / "two.csv"
+    common = ["--block-bytes", "4096", "--quiet"]
+
+    assert run(registry_dir, source, "-o", one, "--workers", "1", *common) == score.EXIT_OK
+    assert run(registry_dir, source, "-o", two, "--workers", "2", *common) == score.EXIT_OK
+
+    assert one.read_bytes() == two.read_bytes()
+    assert read_rows(two)[300]["Surname"] == "S" * 20_000
+
+
+def test_from_a_pipe_the_file_is_scored_in_one_process_as_from_a_file(
+    registry_dir: Path, churn: Manifest, tmp_path: Path
+) -> None:
+    source = write_csv(tmp_path / "in.csv", table(churn, 2000))
+    command = [sys.executable, "-m", "service", "score", "--models", str(registry_dir), "--model",
+               "churn", "--block-bytes", "4096", "--quiet"]  # fmt: skip
+
+    piped = subprocess.run(
+        [*command, "/dev/stdin"], input=source.read_bytes(), cwd=REPO, capture_output=True,
+        timeout=120,
+    )  # fmt: skip
+    from_file = subprocess.run([*command, str(source)], cwd=REPO, capture_output=True, timeout=120)
+
+    assert piped.returncode == from_file.returncode == score.EXIT_OK, piped.stderr
+    assert piped.stdout == from_file.stdout
+    assert piped.stdout.count(b"\r\n") == 2001
+
+
+def test_row_errors_exit_1_from_python_m_service_with_every_good_row_written(
+    registry_dir: Path, churn: Manifest, tmp_path: Path
+) -> None:
+    """The command ends with `os._exit` after a run: output and stderr must be flushed first."""
+    rows = table(churn, 3000)
+    rows[1234][AGE] = "-5"
+    source = write_csv(tmp_path / "in.csv", rows)
+    command = [sys.executable, "-m", "service", "score", "--models", str(registry_dir), "--model",
+               "churn", "--workers", "2", "--block-bytes", "8192", str(source)]  # fmt: skip
+
+    done = subprocess.run(command, cwd=REPO, capture_output=True, timeout=120)
+
+    assert done.returncode == score.EXIT_ROW_ERRORS, done.stderr
+    assert done.stdout.count(b"\r\n") == 3000  # the header and 2,999 rows
+    assert b"line 1236 (row 1234), column 'Age'" in done.stderr
+    assert b"2,999 of 3,000 rows scored" in done.stderr
