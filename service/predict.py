@@ -9,7 +9,9 @@ from itertools import pairwise
 
 import numpy as np
 
+from service import bytecells
 from service.batch import Batch
+from service.bytelines import scored_lines, writable
 from service.errors import InvalidInput, MalformedBody, Problem
 from service.model import LoadedModel, Prediction
 from service.render import (
@@ -21,7 +23,7 @@ from service.render import (
 from service.table import (
     NEWLINE,
     Layout,
-    batch_from_cells,
+    batch_from_block,
     batch_from_flat,
     batch_from_rows,
     check_bounds,
@@ -65,6 +67,10 @@ class TableResult:
     chunk_rows: int
     first_rows: list[list[str]] | None
     plain: bool = False
+    # Read from bytes (`_cells_table`): each part's byte range in the body, and the split of a
+    # lone part (a larger body is split again part by part as it is written, to bound memory).
+    ranges: list[tuple[int, int]] | None = None
+    split: bytecells.Block | None = None
 
     @property
     def size(self) -> int:
@@ -74,6 +80,9 @@ class TableResult:
         """The caller's rows with the prediction columns appended, one encoded chunk at a time."""
         taken = {name.strip().lower() for name in self.table.header}
         yield encode_rows([self.table.header + prediction_header(self.model, taken)])
+        if self.ranges is not None:
+            yield from self._scored_bytes(self.ranges)
+            return
         if self.plain:
             lines = _plain_chunks(self.body, self.chunk_rows)
             next(lines)  # the header
@@ -90,6 +99,15 @@ class TableResult:
         for part, chunk in zip(self.parts, chunks(source, self.chunk_rows), strict=True):
             cells = prediction_cells(self.model, part.batch, part.prediction)
             yield encode_rows([row + extra for row, extra in zip(chunk, cells, strict=True)])
+
+
+    def _scored_bytes(self, ranges: list[tuple[int, int]]) -> Iterator[bytes]:
+        """Each part's lines with its prediction cells, built as bytes (`service.bytelines`)."""
+        width = len(self.table.header)
+        for part, (first, stop) in zip(self.parts, ranges, strict=True):
+            split = self.split or bytecells.split(self.body[first:stop], width)
+            assert split is not None, "these bytes were split when they were checked"
+            yield scored_lines(split, self.model, part.batch, part.prediction)
 
 
 def predict_table(model: LoadedModel, body: bytes, chunk_rows: int) -> TableResult:
@@ -120,7 +138,7 @@ def _cells_table(model: LoadedModel, body: bytes, chunk_rows: int) -> TableResul
     """The usual CSV with nothing wrong in it, every chunk read from its bytes (`service.bytecells`)
     without splitting the text first. None at the first doubt; `_plain_table` then reads it.
     """
-    if not plain_labels(model) or b"\n\n" in body or b"\n\r\n" in body:
+    if not (plain_labels(model) and writable(model)) or b"\n\n" in body or b"\n\r\n" in body:
         return None  # blank lines: chunks of lines would not be chunks of rows
     start = len(codecs.BOM_UTF8) if body.startswith(codecs.BOM_UTF8) else 0
     end = body.find(b"\n", start)
@@ -139,22 +157,24 @@ def _cells_table(model: LoadedModel, body: bytes, chunk_rows: int) -> TableResul
     breaks = np.flatnonzero(np.frombuffer(body, dtype=np.uint8)[end + 1 :] == NEWLINE) + end + 1
     cuts = [end + 1, *(breaks[chunk_rows - 1 :: chunk_rows] + 1).tolist(), len(body)]
     parts: list[Result] = []
-    for first, stop in pairwise(cuts):
-        if first >= stop:
-            continue
+    ranges = [(first, stop) for first, stop in pairwise(cuts) if first < stop]
+    split: bytecells.Block | None = None
+    for first, stop in ranges:
         chunk = body[first:stop]
         if not chunk.isascii():
             try:
                 chunk.decode("utf-8")
             except UnicodeDecodeError:
                 return None
-        batch = batch_from_cells(model.validator, table, chunk)
+        split = bytecells.split(chunk, len(table.header))
+        batch = None if split is None else batch_from_block(model.validator, table, split)
         if batch is None:
             return None
         parts.append(Result(batch.without_inputs(), model.predict(batch)))
     if not parts:
         return None
-    return TableResult(model, body, table, parts, chunk_rows, None, plain=True)
+    kept = split if len(parts) == 1 else None
+    return TableResult(model, body, table, parts, chunk_rows, None, True, ranges, kept)
 
 
 def _plain_table(model: LoadedModel, body: bytes, chunk_rows: int) -> TableResult | None:
