@@ -90,8 +90,13 @@ class BlockScorer:
 
     def score(self, block: bytes) -> BlockResult:
         """Check and predict every record of `block`; bad rows are reported, not written."""
+        if not block.isascii():
+            _decode(block)  # bad UTF-8 is reported before anything is scored
+        fast = self._score_cells(block)  # the text is decoded only for the slower paths
+        if fast is not None:
+            return replace(fast, lines=_newlines(block))
         text = _decode(block)
-        fast = self._score_cells(block) or self._score_plain(text)
+        fast = self._score_plain(text)
         if fast is not None:
             return replace(fast, lines=_newlines(block))
         rows = _parse(text)

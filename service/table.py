@@ -175,7 +175,7 @@ def batch_from_block(validator: Validator, table: Layout, split: bytecells.Block
     # the caller's text in its messages.
     raw = {f.name: values for f, values in zip(validator.numeric, numbers, strict=True)}
     try:
-        return validator.assemble(split.rows, numbers, categories, raw)
+        return validator.assemble(split.rows, numbers, categories, raw, known_categories=True)
     except ValuesInvalid:
         return None
 

@@ -102,13 +102,19 @@ class Validator:
         numbers: Matrix,
         categories: Mapping[str, Sequence[str] | npt.NDArray[np.object_]],
         raw: Mapping[str, Sequence[Any]],
+        *,
+        known_categories: bool = False,
     ) -> Batch:
         """Check a [numeric features, records] matrix and the category columns; build the inputs.
 
         `raw` holds the values as the caller sent them, quoted back in error messages.
+        `known_categories`: the category columns were built from the allowed values themselves
+        (`service.bytecells` reads them as indices), so checking them again is skipped.
         """
         problems = [
-            p for f in self.categorical for p in self._category_problems(f, categories[f.name])
+            p
+            for f in ([] if known_categories else self.categorical)
+            for p in self._category_problems(f, categories[f.name])
         ]
         with np.errstate(over="ignore"):  # overflow becomes inf, which the checks then reject
             as_float32 = numbers.astype(np.float32)
