@@ -7,7 +7,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PIP_FLAGS ?= --disable-pip-version-check -q
 
-.PHONY: install tools serve train test lint typecheck check clean requirements bench bench-quick
+.PHONY: install tools serve train test lint typecheck check clean requirements bench bench-quick \
+	bench-score
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +57,10 @@ bench: $(STAMP) tools
 
 bench-quick: $(STAMP) tools
 	bash bench/run.sh --quick
+
+# The batch-scoring command on 1,000,000 generated churn rows, five timed runs (about a minute).
+bench-score: $(STAMP)
+	$(BIN)/python -m bench.score
 
 # Re-pin the images' requirements from constraints.txt, each extra alone in a throwaway venv.
 requirements:
