@@ -81,10 +81,12 @@ def split(block: bytes, width: int) -> Block | None:
     marks = text[found]
     if (marks == QUOTE).any() or (marks == NUL).any():
         return None
-    if (marks == CR).any():
-        if block.count(b"\r") != block.count(b"\r\n"):
+    is_cr = marks == CR
+    if is_cr.any():
+        crs = found[is_cr]
+        if not (text[crs + 1] == NEWLINE).all():  # the block ends with "\n", so crs + 1 is in it
             return None  # a lone CR ends a record for the csv module
-        return split(block.replace(b"\r\n", b"\n"), width)
+        data, found, marks = _without(data, crs, found, marks, is_cr)
     is_newline = marks == NEWLINE
     separators = found[is_newline | (marks == COMMA)] + WIDTH
     if len(separators) % width:
@@ -96,6 +98,19 @@ def split(block: bytes, width: int) -> Block | None:
     if newlines[0] == WIDTH or (np.diff(newlines) == 1).any():
         return None  # blank lines: row numbers would need the general path's counting
     return Block(data, newlines, separators[:, :-1])
+
+
+def _without(
+    data: Bytes, crs: Positions, found: Positions, marks: Bytes, is_cr: npt.NDArray[np.bool_]
+) -> tuple[Bytes, Positions, Bytes]:
+    """The padded block with the CRs of its CRLFs taken out, and the other marks moved to match:
+    each mark moves left by the CRs before it (in one pass, where replacing and splitting again
+    would scan the block three more times).
+    """
+    keep = np.ones(len(data), dtype=np.bool_)
+    keep[crs + WIDTH] = False
+    moved = (found - np.cumsum(is_cr))[~is_cr]
+    return data[keep], moved, marks[~is_cr]
 
 
 def numbers(block: Block, columns: list[int], flags: list[int]) -> npt.NDArray[np.float64] | None:
