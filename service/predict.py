@@ -100,7 +100,6 @@ class TableResult:
             cells = prediction_cells(self.model, part.batch, part.prediction)
             yield encode_rows([row + extra for row, extra in zip(chunk, cells, strict=True)])
 
-
     def _scored_bytes(self, ranges: list[tuple[int, int]]) -> Iterator[bytes]:
         """Each part's lines with its prediction cells, built as bytes (`service.bytelines`)."""
         width = len(self.table.header)
