@@ -24,8 +24,9 @@ def main() -> None:
         # The run is over and every file it wrote is closed and renamed. Skipping the teardown
         # of numpy, onnxruntime and pydantic saves about 0.1 s, a twentieth of scoring
         # 1,000,000 rows. An exception or argparse's exit still ends the usual way.
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:  # None when the descriptor was closed by the caller
+                stream.flush()
         os._exit(code)
     import uvicorn
 

@@ -18,16 +18,21 @@ from dataclasses import dataclass
 
 
 class SourceChanged(Exception):
-    """The input file is shorter than when the parent read it: it changed during the run."""
+    """The block a worker reads does not start and end where the parent cut it: the file was
+    shortened or edited in place during the run.
+    """
 
 
 @dataclass(frozen=True)
 class Ticket:
-    """One block's way to a worker: its place in the input file and its output slot."""
+    """One block's way to a worker: its place in the input file, its last byte as the parent
+    read it, and its output slot.
+    """
 
     slot: int
     offset: int
     length: int
+    last: bytes
 
 
 class Handoff:
@@ -46,16 +51,22 @@ class Handoff:
         # by hand, as the caller may still hold the view of the last block written.
         self._memory = mmap.mmap(-1, slots * slot_bytes)
 
-    def ticket(self, index: int, offset: int, length: int) -> Ticket:
-        """The ticket for the `index`-th block: `length` bytes from `offset` in the file."""
-        return Ticket(index % self.slots, offset, length)
+    def ticket(self, index: int, offset: int, block: bytes) -> Ticket:
+        """The ticket for the `index`-th block, which the parent read at `offset` in the file."""
+        return Ticket(index % self.slots, offset, len(block), block[-1:])
 
     def read(self, ticket: Ticket) -> bytes:
-        """In a worker: the block's bytes."""
-        data = os.pread(self.source_fd, ticket.length, ticket.offset)
-        if len(data) != ticket.length:
+        """In a worker: the block's bytes, and the newline before them (every block starts
+        after one: the header's or the previous block's last).
+
+        The parent cut the block at record boundaries. Were the file edited in place since, a
+        record could now straddle the cut and be scored shortened, and that with no error. With
+        both edges checked, every record a worker scores is whole, as the file holds it when read.
+        """
+        data = os.pread(self.source_fd, ticket.length + 1, ticket.offset - 1)
+        if len(data) != ticket.length + 1 or data[:1] != b"\n" or data[-1:] != ticket.last:
             raise SourceChanged("the file changed while it was being scored")
-        return data
+        return data[1:]
 
     def park(self, ticket: Ticket, output: bytes) -> bool:
         """In a worker: put the output in the ticket's slot; False when it does not fit."""

@@ -98,6 +98,7 @@ def score_file(folder: Path, args: argparse.Namespace) -> Summary:
     """Stream the input through the model into the output; bad rows go to the error report."""
     source = _open_input(args.input)
     with source, _Output(args.output) as output, _ErrorReport(args.errors) as report:
+        origin = _position(source)  # where reading starts: workers read at offsets from it
         try:
             header_bytes, rest = read_record(source)
         except UnterminatedQuote as exc:
@@ -128,14 +129,14 @@ def score_file(folder: Path, args: argparse.Namespace) -> Summary:
             lines = header_bytes.count(b"\n")
             with _progress(size, args.quiet) as progress:
                 try:
-                    for block, result, scored in _results(
-                        scorer, (pool, handoff), source, (len(header_bytes), rest), args
+                    for size_read, result, scored in _results(
+                        scorer, (pool, handoff), source, (origin + len(header_bytes), rest), args
                     ):
                         errors = [e.shifted(lines, summary.rows) for e in result.errors]
                         lines += result.lines
                         summary.rows += result.rows
                         summary.bad_rows += len({e.row for e in errors})
-                        progress.update(len(block))
+                        progress.update(size_read)
                         if errors and args.strict:
                             report.add(errors[:1], args.input)
                             summary.stopped = True
@@ -183,8 +184,9 @@ def _pool(
         yield pool
 
 
-Scored = tuple[bytes, BlockResult, bytes | memoryview]
-Pending = tuple[bytes, Ticket, Future[tuple[BlockResult, int | None]]]
+# A block's size, its result and its scored bytes.
+Scored = tuple[int, BlockResult, bytes | memoryview]
+Pending = tuple[Ticket, Future[tuple[BlockResult, int | None]]]
 
 
 def _results(
@@ -194,7 +196,7 @@ def _results(
     start: tuple[int, bytes],
     args: argparse.Namespace,
 ) -> Iterator[Scored]:
-    """Each block, its result and its scored bytes, in file order. With workers a few blocks
+    """Each block's size, result and scored bytes, in file order. With workers a few blocks
     are in flight (bounded memory); the scored bytes of one are valid until the next is asked for.
 
     `start` is where the first block begins in the file and the bytes of it already read.
@@ -206,20 +208,20 @@ def _results(
         if pool is None or handoff is None:
             for block in stream:
                 result = scorer.score(block)
-                yield block, result, result.output
+                yield len(block), result, result.output
             return
         pending: deque[Pending] = deque()
         try:
             for index, block in enumerate(stream):
-                ticket = handoff.ticket(index, offset, len(block))
+                ticket = handoff.ticket(index, offset, block)
                 offset += len(block)
-                pending.append((block, ticket, pool.submit(_score_in_worker, ticket)))
+                pending.append((ticket, pool.submit(_score_in_worker, ticket)))
                 if len(pending) >= handoff.slots:
                     yield _collected(handoff, *pending.popleft())
             while pending:
                 yield _collected(handoff, *pending.popleft())
         finally:
-            for _, _, future in pending:
+            for _, future in pending:
                 future.cancel()
     except UnterminatedQuote as exc:
         raise ScoreError(f"{args.input}: {exc}") from exc
@@ -230,13 +232,11 @@ def _results(
 
 
 def _collected(
-    handoff: Handoff,
-    block: bytes,
-    ticket: Ticket,
-    future: Future[tuple[BlockResult, int | None]],
+    handoff: Handoff, ticket: Ticket, future: Future[tuple[BlockResult, int | None]]
 ) -> Scored:
     result, parked = future.result()
-    return block, result, result.output if parked is None else handoff.parked(ticket, parked)
+    scored = result.output if parked is None else handoff.parked(ticket, parked)
+    return ticket.length, result, scored
 
 
 _WORKER: BlockScorer | Exception | None = None
@@ -403,6 +403,14 @@ def _open_input(path: Path) -> BinaryIO:
         return path.open("rb")
     except OSError as exc:
         raise ScoreError(f"{path}: cannot read ({exc.strerror})") from exc
+
+
+def _position(source: BinaryIO) -> int:
+    """The descriptor's offset: 0 for a file opened by name, but `/dev/fd/0` shares its offset
+    with the caller on some systems."""
+    with contextlib.suppress(OSError):
+        return os.lseek(source.fileno(), 0, os.SEEK_CUR)
+    return 0
 
 
 def _size(source: BinaryIO) -> int | None:

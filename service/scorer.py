@@ -90,12 +90,13 @@ class BlockScorer:
 
     def score(self, block: bytes) -> BlockResult:
         """Check and predict every record of `block`; bad rows are reported, not written."""
-        if not block.isascii():
-            _decode(block)  # bad UTF-8 is reported before anything is scored
-        fast = self._score_cells(block)  # the text is decoded only for the slower paths
+        # Bad UTF-8 is reported before anything is scored; ASCII is decoded only if the bytes
+        # path does not take the block.
+        decoded = None if block.isascii() else _decode(block)
+        fast = self._score_cells(block)
         if fast is not None:
             return replace(fast, lines=_newlines(block))
-        text = _decode(block)
+        text = decoded if decoded is not None else block.decode("ascii")
         fast = self._score_plain(text)
         if fast is not None:
             return replace(fast, lines=_newlines(block))

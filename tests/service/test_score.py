@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -290,7 +292,7 @@ def test_from_a_pipe_the_file_is_scored_in_one_process_as_from_a_file(
 ) -> None:
     source = write_csv(tmp_path / "in.csv", table(churn, 2000))
     command = [sys.executable, "-m", "service", "score", "--models", str(registry_dir), "--model",
-               "churn", "--block-bytes", "4096", "--quiet"]  # fmt: skip
+               "churn", "--block-bytes", "4096", "--workers", "2", "--quiet"]  # fmt: skip
 
     piped = subprocess.run(
         [*command, "/dev/stdin"], input=source.read_bytes(), cwd=REPO, capture_output=True,
@@ -319,3 +321,50 @@ def test_row_errors_exit_1_from_python_m_service_with_every_good_row_written(
     assert done.stdout.count(b"\r\n") == 3000  # the header and 2,999 rows
     assert b"line 1236 (row 1234), column 'Age'" in done.stderr
     assert b"2,999 of 3,000 rows scored" in done.stderr
+
+
+@pytest.mark.parametrize("closed", [1, 2])
+def test_a_closed_stdout_or_stderr_does_not_turn_a_good_run_into_an_error(
+    registry_dir: Path, churn: Manifest, tmp_path: Path, closed: int
+) -> None:
+    """Python sets sys.stdout (or sys.stderr) to None then; the run still ends with 0."""
+    source = write_csv(tmp_path / "in.csv", table(churn, 50))
+    out = tmp_path / "out.csv"
+    command = [sys.executable, "-m", "service", "score", "--models", str(registry_dir), "--model",
+               "churn", "--quiet", str(source), "-o", str(out)]  # fmt: skip
+
+    done = subprocess.run(
+        command, cwd=REPO, capture_output=True, timeout=120, preexec_fn=lambda: os.close(closed)
+    )
+
+    assert done.returncode == score.EXIT_OK, done.stderr
+    assert len(read_rows(out)) == 50
+
+
+def test_a_file_cut_short_while_workers_read_it_stops_the_run_with_nothing_written(
+    registry_dir: Path,
+    churn: Manifest,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The workers read their blocks from the file: the file shrinks under them after the
+    parent has read the first block (the edit is made by wrapping the parent's block reader)."""
+    source = write_csv(tmp_path / "in.csv", table(churn, 3000))
+    out = tmp_path / "out.csv"
+    real_blocks = score.blocks
+
+    def blocks_then_truncate(*args: Any, **kwargs: Any) -> Iterator[bytes]:
+        for index, block in enumerate(real_blocks(*args, **kwargs)):
+            yield block
+            if index == 0:
+                os.truncate(source, 5000)
+
+    monkeypatch.setattr(score, "blocks", blocks_then_truncate)
+    code = run(registry_dir, source, "-o", out, "--workers", "2", "--block-bytes", "8192")
+
+    assert code == score.EXIT_BAD_INPUT
+    assert "in.csv: the file changed while it was being scored" in capsys.readouterr().err
+    assert not out.exists()
+    assert not list(tmp_path.glob(".out.csv.partial-*"))
+
