@@ -367,4 +367,3 @@ def test_a_file_cut_short_while_workers_read_it_stops_the_run_with_nothing_writt
     assert "in.csv: the file changed while it was being scored" in capsys.readouterr().err
     assert not out.exists()
     assert not list(tmp_path.glob(".out.csv.partial-*"))
-
