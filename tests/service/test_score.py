@@ -352,7 +352,7 @@ def test_a_file_cut_short_while_workers_read_it_stops_the_run_with_nothing_writt
     parent has read the first block (the edit is made by wrapping the parent's block reader)."""
     source = write_csv(tmp_path / "in.csv", table(churn, 3000))
     out = tmp_path / "out.csv"
-    real_blocks = score.blocks
+    real_blocks = blocks
 
     def blocks_then_truncate(*args: Any, **kwargs: Any) -> Iterator[bytes]:
         for index, block in enumerate(real_blocks(*args, **kwargs)):
