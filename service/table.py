@@ -149,16 +149,11 @@ def batch_from_flat(
     return batch_from_columns(validator, table, cells, size, offset)
 
 
-def batch_from_cells(validator: Validator, table: Layout, block: bytes) -> Batch | None:
-    """A block of plain, valid rows read straight from its bytes (`service.bytecells`), or None
-    when any cell needs the general path: that path reads it, or names what is wrong with it.
-    """
-    split = bytecells.split(block, len(table.header))
-    return None if split is None else batch_from_block(validator, table, split)
-
-
 def batch_from_block(validator: Validator, table: Layout, split: bytecells.Block) -> Batch | None:
-    """`batch_from_cells` for a block already split, whose caller keeps the split to write with."""
+    """A block of plain, valid rows read straight from its bytes (`bytecells.split`), or None
+    when any cell needs the general path: that path reads it, or names what is wrong with it.
+    The caller keeps the split to write the answer with (`service.bytelines`).
+    """
     columns = [table.positions[f.name] for f in validator.numeric]
     flags = [i for i, f in enumerate(validator.numeric) if f.type == "bool"]
     numbers = bytecells.numbers(split, columns, flags)

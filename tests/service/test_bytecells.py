@@ -14,9 +14,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service import bytecells
+from service.batch import Batch
 from service.layout import read_pointer
 from service.model import LoadedModel, load_model
-from service.table import batch_from_cells, batch_from_flat, layout, plain_cells, plain_lines
+from service.table import (
+    Layout,
+    batch_from_block,
+    batch_from_flat,
+    layout,
+    plain_cells,
+    plain_lines,
+)
+from service.validation import Validator
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 
@@ -36,6 +45,12 @@ odd = st.sampled_from(
     ["", "-", ".", "-.", "+1", "1e5", " 1", "1 ", "1.2.3", "--1", "1-", "0x1", "nan", "inf",
      "1_0", "\uff11", "1234567890123456", "\u0663"]
 )  # fmt: skip
+
+
+def batch_from_cells(validator: Validator, table: Layout, block: bytes) -> Batch | None:
+    """The bytes path as the CSV endpoint and the score command take it: split, then read."""
+    split = bytecells.split(block, len(table.header))
+    return None if split is None else batch_from_block(validator, table, split)
 
 
 def block_of(column: list[str]) -> bytecells.Block | None:
