@@ -16,6 +16,7 @@ from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 from numpy.lib.stride_tricks import as_strided
 
 from service.batch import Batch
@@ -89,14 +90,16 @@ def prediction_bytes(model: LoadedModel, prediction: Prediction) -> tuple[list[B
     return parts, sizes
 
 
-def probability_bytes(values: npt.NDArray[np.float64], prefix: bytes = b"") -> tuple[Bytes, Sizes]:
+def probability_bytes(
+    values: npt.NDArray[np.float64], prefix: bytes = b"", *, json: bool = False
+) -> tuple[Bytes, Sizes]:
     """Rounded probabilities as `repr` writes them (`render.probability_text`) after `prefix`,
-    one NUL-padded row each, and their sizes.
+    one NUL-padded row each, and their sizes; with `json`, as orjson writes them.
 
     From 1e-4 to 1 that is the integer digit, "." and the 7 decimals without trailing zeros (one
     kept): a float with at most 15 significant digits prints as its shortest decimal. Zero
     excepted, values below (exponent notation) or anything unexpected (NaN, > 1) are written by
-    `repr`, one by one.
+    `repr` (or orjson, whose exponents differ: 5e-5, not 5e-05), one by one.
     """
     odd = needs_repr(values)
     usual = np.where(odd, 0.0, values) if odd.any() else values
@@ -104,7 +107,8 @@ def probability_bytes(values: npt.NDArray[np.float64], prefix: bytes = b"") -> t
     units = scaled >= 10**DECIMALS  # the integer digit: 1 for 1.0, else 0
     digits = _digit_word(scaled - units * np.uint64(10**DECIMALS))  # a 0, then the decimals
     kept = (_last_nonzero(digits) + 1).clip(2)  # the point and at least one decimal
-    texts = {i: prefix + repr(float(values[i])).encode() for i in np.flatnonzero(odd).tolist()}
+    write = orjson.dumps if json else lambda value: repr(value).encode()
+    texts = {i: prefix + write(float(values[i])) for i in np.flatnonzero(odd).tolist()}
     start = len(prefix)
     data = np.zeros((len(values), max([start + 9, *map(len, texts.values())])), dtype=np.uint8)
     data[:, :start] = np.frombuffer(prefix, dtype=np.uint8)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -15,7 +14,6 @@ from service.model import LoadedModel, Prediction
 # The model computes in float32 (about 7 significant digits); more decimals would be noise.
 DECIMALS = 7
 FLAG_SEPARATOR = ";"
-NO_FLAGS_JSON = b"[]"
 REPR_AGREES_FROM = 1e-4
 NEEDS_QUOTES = frozenset(',"\r\n')
 
@@ -45,35 +43,6 @@ def prediction_records(
         }
         for index, p, row, flags in zip(classes, chosen, rows, batch.flags(), strict=True)
     ]
-
-
-def prediction_json(model: LoadedModel, batch: Batch, prediction: Prediction) -> bytes:
-    """`prediction_records` already encoded: the same JSON bytes orjson writes for them.
-
-    orjson formats every rounded probability in one call; each record is then one `%` format of
-    a per-model template, about three times faster than building and encoding a dict per record.
-    """
-    labels = model.manifest.labels
-    width = len(labels)
-    classes = prediction.classes.tolist()
-    values = rounded(prediction.probabilities)
-    tokens = orjson.dumps(values.ravel(), option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
-    if model.manifest.kind == "binary":
-        chosen = tokens[model.manifest.positive_index :: width]
-    else:
-        chosen = [tokens[row * width + index] for row, index in enumerate(classes)]
-    template, label_values = _record_template(tuple(labels))
-    flags = [NO_FLAGS_JSON] * batch.size  # then only the records with flags are encoded
-    for row, names in batch.flagged():
-        flags[row] = orjson.dumps(names)
-    columns = [tokens[j::width] for j in range(width)]
-    records = [
-        template % values
-        for values in zip(
-            [label_values[index] for index in classes], chosen, *columns, flags, strict=True
-        )
-    ]
-    return b"[" + b",".join(records) + b"]"
 
 
 def prediction_header(model: LoadedModel, taken: set[str]) -> list[str]:
@@ -150,14 +119,3 @@ def probability_text(values: npt.NDArray[np.float64]) -> list[str]:
     for index in np.flatnonzero(needs_repr(values)).tolist():
         tokens[index] = repr(float(values[index]))
     return tokens
-
-
-@lru_cache(maxsize=64)
-def _record_template(labels: tuple[str, ...]) -> tuple[bytes, list[bytes]]:
-    """The bytes template of one v1 prediction record, and each label's JSON string."""
-    quoted = [orjson.dumps(label) for label in labels]
-    probabilities = b",".join(label + b":%s" for label in quoted)
-    template = (
-        b'{"label":%s,"probability":%s,"probabilities":{' + probabilities + b'},"out_of_range":%s}'
-    )
-    return template, quoted

@@ -11,10 +11,10 @@ from starlette.responses import Response, StreamingResponse
 from service.api.body import media_kind, parse_json, read_body
 from service.api.context import AppContext, context
 from service.api.responses import json_response
+from service.byterecords import prediction_json
 from service.model import LoadedModel
 from service.predict import Answer, Result, TableResult, predict_table
 from service.records import batch_from_records, records_of
-from service.render import prediction_json
 from service.schemas import model_details, model_summary
 
 PREDICT_ROUTE = "/v1/models/{task}/predict"

@@ -1,0 +1,92 @@
+"""`byterecords.prediction_json` writes exactly what orjson writes for `prediction_records`, for
+any probabilities (exponent notation, NaN and infinities included), flags and labels.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from service.batch import Batch
+from service.bytelines import SLICE_ROWS
+from service.byterecords import prediction_json
+from service.model import LoadedModel, Prediction
+from service.render import prediction_records
+from tests.service.test_bytelines import ODD, SETTINGS, TASKS, models, probability
+
+__all__ = ["models"]  # the fixture, shared with the CSV byte writer's tests
+
+
+def expected(model: LoadedModel, batch: Batch, prediction: Prediction) -> bytes:
+    return orjson.dumps(prediction_records(model, batch, prediction))
+
+
+def flagged_batch(model: LoadedModel, rows: list[list[bool]]) -> Batch:
+    names = [f.name for f in model.validator.numeric][: len(rows[0]) if rows else 0]
+    out_of_range = {
+        name: np.array(column, dtype=np.bool_)
+        for name, column in zip(names, zip(*rows, strict=True), strict=True)
+    }
+    return Batch(len(rows), {}, out_of_range)
+
+
+@given(data=st.data(), task=st.sampled_from(TASKS), rows=st.integers(1, 40))
+@SETTINGS
+def test_records_are_the_orjson_records(
+    models: dict[str, LoadedModel], data: st.DataObject, task: str, rows: int
+) -> None:
+    model = models[task]
+    width = len(model.manifest.labels)
+    value = st.one_of(probability, probability, probability, st.sampled_from(ODD))
+    values = data.draw(st.lists(value, min_size=rows * width, max_size=rows * width))
+    probabilities = np.array(values, dtype=np.float32).reshape(rows, width)
+    prediction = Prediction(probabilities, model.decide(probabilities))
+    flags = data.draw(st.lists(st.lists(st.booleans(), min_size=3, max_size=3), min_size=rows))
+    batch = flagged_batch(model, flags[:rows])
+
+    assert prediction_json(model, batch, prediction) == expected(model, batch, prediction)
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_batches_of_several_slices_splice_every_flag(
+    models: dict[str, LoadedModel], task: str
+) -> None:
+    """Flags on the first and last record and at every slice edge, across three slices."""
+    model = models[task]
+    rows = 2 * SLICE_ROWS + 7
+    width = len(model.manifest.labels)
+    probabilities = np.random.default_rng(3).dirichlet(np.ones(width), rows).astype(np.float32)
+    probabilities[5] = [math.nan] + [0.0] * (width - 1)  # written as null
+    prediction = Prediction(probabilities, model.decide(probabilities))
+    hit = np.zeros(rows, dtype=np.bool_)
+    hit[[0, SLICE_ROWS - 1, SLICE_ROWS, 2 * SLICE_ROWS, rows - 1]] = True
+    names = [f.name for f in model.validator.numeric]
+    batch = Batch(rows, {}, {names[0]: hit, names[1]: np.roll(hit, 1)})
+
+    body = prediction_json(model, batch, prediction)
+    assert body == expected(model, batch, prediction)
+    assert len(orjson.loads(body)) == rows
+
+
+@pytest.mark.parametrize("labels", [["no", "a much longer label"], ['quo"te', "中文\n"], ["", "x"]])
+def test_labels_are_quoted_as_orjson_quotes_them(
+    models: dict[str, LoadedModel], labels: list[str]
+) -> None:
+    model = models["churn"]
+    model = replace(model, manifest=model.manifest.model_copy(update={"labels": labels}))
+    probabilities = np.array([[0.25, 0.75], [0.9, 0.1], [1.0, 0.0]], dtype=np.float32)
+    prediction = Prediction(probabilities, model.decide(probabilities))
+    batch = flagged_batch(model, [[False], [True], [False]])
+    assert prediction_json(model, batch, prediction) == expected(model, batch, prediction)
+
+
+def test_no_records_is_an_empty_array(models: dict[str, LoadedModel]) -> None:
+    model = models["churn"]
+    prediction = Prediction(np.empty((0, 2), dtype=np.float32), np.empty(0, dtype=np.intp))
+    assert prediction_json(model, Batch(0, {}, {}), prediction) == b"[]"
