@@ -207,8 +207,10 @@ def _results(
         stream = blocks(source, rest, args.block_bytes)
         if pool is None or handoff is None:
             for block in stream:
+                offset += len(block)
                 result = scorer.score(block)
                 yield len(block), result, result.output
+            _check_end(source, offset)
             return
         pending: deque[Pending] = deque()
         try:
@@ -218,6 +220,7 @@ def _results(
                 pending.append((ticket, pool.submit(_score_in_worker, ticket)))
                 if len(pending) >= handoff.slots:
                     yield _collected(handoff, *pending.popleft())
+            _check_end(source, offset)
             while pending:
                 yield _collected(handoff, *pending.popleft())
         finally:
@@ -229,6 +232,15 @@ def _results(
         raise ScoreError(f"{args.input}: {exc}") from exc
     except OSError as exc:
         raise ScoreError(f"{args.input}: cannot read ({exc.strerror})") from exc
+
+
+def _check_end(source: BinaryIO, end: int) -> None:
+    """A regular file must still end where reading it ended: one cut shorter under the reader
+    (whose workers may have read their blocks before the cut) or still being written to changed
+    during the run, and what was scored is not the file."""
+    size = _size(source)
+    if size is not None and size != end:
+        raise SourceChanged("the file changed while it was being scored")
 
 
 def _collected(

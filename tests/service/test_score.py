@@ -367,3 +367,32 @@ def test_a_file_cut_short_while_workers_read_it_stops_the_run_with_nothing_writt
     assert "in.csv: the file changed while it was being scored" in capsys.readouterr().err
     assert not out.exists()
     assert not list(tmp_path.glob(".out.csv.partial-*"))
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_file_still_growing_when_read_to_its_end_stops_the_run(
+    registry_dir: Path,
+    churn: Manifest,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    workers: str,
+) -> None:
+    """Rows appended after the reader reached the end would be missing from the output: a run
+    over a file still being written is refused, in one process and with workers."""
+    source = write_csv(tmp_path / "in.csv", table(churn, 3000))
+    out = tmp_path / "out.csv"
+    real_blocks = blocks
+    last_line = source.read_bytes().splitlines(keepends=True)[-1]
+
+    def blocks_then_append(*args: Any, **kwargs: Any) -> Iterator[bytes]:
+        yield from real_blocks(*args, **kwargs)
+        with source.open("ab") as grown:
+            grown.write(last_line)
+
+    monkeypatch.setattr(score, "blocks", blocks_then_append)
+    code = run(registry_dir, source, "-o", out, "--workers", workers, "--block-bytes", "8192")
+
+    assert code == score.EXIT_BAD_INPUT
+    assert "in.csv: the file changed while it was being scored" in capsys.readouterr().err
+    assert not out.exists()
