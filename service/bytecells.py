@@ -39,16 +39,23 @@ class Block:
     """A plain block: its bytes (padded before and after), each line's end and its commas.
 
     Offsets are into `data`. Cell positions are computed per column when asked for, so a wide
-    block costs one offset per comma, not two per cell.
+    block costs one offset per comma, not two per cell. When every line ends with CRLF the CRs
+    stay in `data` (`crlf`): the last cell of a line ends one byte before its newline.
     """
 
     data: Bytes
     newlines: Positions  # [rows]: the newline ending each row
     commas: Positions  # [rows, width - 1]
+    crlf: bool = False
 
     @property
     def rows(self) -> int:
         return len(self.newlines)
+
+    @property
+    def line_ends(self) -> Positions:
+        """[rows]: where each line's text ends (its CR, or its newline)."""
+        return self.newlines - 1 if self.crlf else self.newlines
 
     def start(self, column: int) -> Positions:
         """[rows]: where each cell of one column begins."""
@@ -59,7 +66,7 @@ class Block:
     def end(self, column: int) -> Positions:
         """[rows]: where each cell of one column ends (exclusive), as a contiguous array."""
         last = self.commas.shape[1]
-        return self.newlines if column == last else np.ascontiguousarray(self.commas[:, column])
+        return self.line_ends if column == last else np.ascontiguousarray(self.commas[:, column])
 
 
 def split(block: bytes, width: int) -> Block | None:
@@ -82,11 +89,16 @@ def split(block: bytes, width: int) -> Block | None:
     if (marks == QUOTE).any() or (marks == NUL).any():
         return None
     is_cr = marks == CR
+    crlf = False
     if is_cr.any():
         crs = found[is_cr]
         if not (text[crs + 1] == NEWLINE).all():  # the block ends with "\n", so crs + 1 is in it
             return None  # a lone CR ends a record for the csv module
-        data, found, marks = _without(data, crs, found, marks, is_cr)
+        if len(crs) == int((marks == NEWLINE).sum()):  # every line ends with CRLF: CRs stay
+            crlf = True
+            found, marks = found[~is_cr], marks[~is_cr]
+        else:
+            data, found, marks = _without(data, crs, found, marks, is_cr)
     is_newline = marks == NEWLINE
     separators = found[is_newline | (marks == COMMA)] + WIDTH
     if len(separators) % width:
@@ -95,15 +107,17 @@ def split(block: bytes, width: int) -> Block | None:
     newlines = np.ascontiguousarray(separators[:, -1])
     if int(is_newline.sum()) != len(newlines) or not (data[newlines] == NEWLINE).all():
         return None  # a line with too many or too few cells
-    if newlines[0] == WIDTH or (np.diff(newlines) == 1).any():
+    terminator = 2 if crlf else 1
+    if newlines[0] == WIDTH + terminator - 1 or (np.diff(newlines) == terminator).any():
         return None  # blank lines: row numbers would need the general path's counting
-    return Block(data, newlines, separators[:, :-1])
+    return Block(data, newlines, separators[:, :-1], crlf)
 
 
 def _without(
     data: Bytes, crs: Positions, found: Positions, marks: Bytes, is_cr: npt.NDArray[np.bool_]
 ) -> tuple[Bytes, Positions, Bytes]:
-    """The padded block with the CRs of its CRLFs taken out, and the other marks moved to match:
+    """The padded block with the CRs of its CRLFs taken out (some lines end with LF only), and
+    the other marks moved to match:
     each mark moves left by the CRs before it (in one pass, where replacing and splitting again
     would scan the block three more times).
     """

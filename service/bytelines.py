@@ -42,7 +42,8 @@ def scored_lines(block: Block, model: LoadedModel, batch: Batch, prediction: Pre
     and CRLF line ends (the model must be `writable`).
     """
     columns, sizes = prediction_bytes(model, prediction)
-    lines = np.diff(block.newlines, prepend=WIDTH - 1) - 1  # bytes before each newline
+    ends = block.line_ends
+    lines = ends - np.concatenate(([WIDTH], block.newlines[:-1] + 1))  # each line's text
     width = max(1, int(min(lines.max(), 2 * math.ceil(lines.mean()))))
     row_ends = np.cumsum(lines + sizes)  # in the output
     flagged = batch.flagged()
@@ -50,7 +51,7 @@ def scored_lines(block: Block, model: LoadedModel, batch: Batch, prediction: Pre
     for first in range(0, block.rows, SLICE_ROWS):
         part = slice(first, first + SLICE_ROWS)
         cells = [column[part] for column in columns]
-        joined = _joined(block.data, block.newlines[part], lines[part], width, cells).data
+        joined = _joined(block.data, ends[part], lines[part], width, cells).data
         written = int(row_ends[first - 1]) if first else 0
         previous = 0
         for row, names in flagged:

@@ -192,3 +192,21 @@ def _cell(value: object) -> str:
     if isinstance(value, bool):
         return "1" if value else "0"
     return str(value)
+
+
+def test_crlf_on_every_line_keeps_its_crs_out_of_the_last_cells() -> None:
+    block = bytecells.split(b"1,Spain\r\n22,France\r\n333,Spain\r\n", 2)
+    assert block is not None
+    assert block.crlf
+    assert block.rows == 3
+    assert bytecells.categories(block, 1, ["France", "Spain"]) is not None
+    block = bytecells.split(b"a,1\r\nb,22\r\n", 2)
+    assert block is not None
+    values = bytecells.numbers(block, [1], [])
+    assert values is not None
+    assert values.tolist() == [[1.0, 22.0]]
+
+
+@pytest.mark.parametrize("block", [b"1,a\r\n\r\n2,b\r\n", b"\r\n1,a\r\n", b"1,a\r\n2\r\n"])
+def test_blank_or_short_crlf_lines_are_refused(block: bytes) -> None:
+    assert bytecells.split(block, 2) is None
