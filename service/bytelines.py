@@ -108,7 +108,7 @@ def probability_bytes(
     units = scaled >= 10**DECIMALS  # the integer digit: 1 for 1.0, else 0
     digits = _digit_word(scaled - units * np.uint64(10**DECIMALS))  # a 0, then the decimals
     kept = (_last_nonzero(digits) + 1).clip(2)  # the point and at least one decimal
-    write = orjson.dumps if json else lambda value: repr(value).encode()
+    write = orjson.dumps if json else _repr_bytes
     texts = {i: prefix + write(float(values[i])) for i in np.flatnonzero(odd).tolist()}
     start = len(prefix)
     data = np.zeros((len(values), max([start + 9, *map(len, texts.values())])), dtype=np.uint8)
@@ -123,6 +123,10 @@ def probability_bytes(
         data[i, : len(text)] = np.frombuffer(text, dtype=np.uint8)
         sizes[i] = len(text)
     return data, sizes
+
+
+def _repr_bytes(value: float) -> bytes:
+    return repr(value).encode()
 
 
 def _joined(data: Bytes, ends: Sizes, lines: Sizes, width: int, cells: list[Bytes]) -> Bytes:

@@ -90,4 +90,5 @@ def _joined(parts: list[Bytes]) -> bytes:
     for part, width in zip(parts, widths, strict=True):
         whole[:, at : at + width] = part
         at += width
-    return whole[whole != 0].tobytes()
+    joined: bytes = whole[whole != 0].tobytes()
+    return joined

@@ -17,6 +17,7 @@ from service.batch import Batch
 from service.errors import ArtefactError, ArtefactMismatch, InvalidInput, SelfCheckFailed
 from service.manifest import Manifest, ManifestError
 from service.records import batch_from_records
+from service.tensor_json import TensorsDecoder
 from service.typed_json import RecordsDecoder
 from service.validation import Validator
 
@@ -51,6 +52,7 @@ class LoadedModel:
     manifest: Manifest
     validator: Validator
     json_records: RecordsDecoder  # v1 JSON bodies' fast path, built with the validator
+    json_tensors: TensorsDecoder  # v2 (Open Inference Protocol) JSON bodies' fast path, likewise
     session: ort.InferenceSession
     path: Path
     loaded_at: datetime
@@ -97,7 +99,13 @@ def load_model(folder: Path, threads: int) -> LoadedModel:
     _check_signature(manifest, session, folder)
     validator = Validator(manifest)
     model = LoadedModel(
-        manifest, validator, RecordsDecoder(validator), session, folder, datetime.now(UTC)
+        manifest,
+        validator,
+        RecordsDecoder(validator),
+        TensorsDecoder(validator),
+        session,
+        folder,
+        datetime.now(UTC),
     )
     self_check(model)
     return model

@@ -15,6 +15,7 @@ from starlette.responses import Response
 from service.api.body import media_kind, parse_json, read_body
 from service.api.context import context
 from service.api.responses import json_bytes, json_response
+from service.batch import Batch
 from service.errors import BadTensor, VersionNotFound
 from service.model import LoadedModel
 from service.predict import Answer, Result
@@ -103,21 +104,40 @@ for _path in INFER_ROUTES:
 
 
 def _infer(model: LoadedModel, body: bytes, limit: int) -> Answer:
-    """Parse, check, run and encode: the whole of an inference request's work, in one call."""
-    payload = parse_json(body)
-    if type(payload) is not dict:
-        raise BadTensor("the request body must be a JSON object with 'inputs'")
-    request_id = payload.get("id")
-    if request_id is not None and type(request_id) is not str:
-        raise BadTensor("'id' must be a string")
-    outputs = requested_outputs(payload.get("outputs"))
-    batch = batch_from_tensors(model.validator, payload.get("inputs"), limit)
+    """Parse, check, run and encode: the whole of an inference request's work, in one call.
+
+    A large valid body is read by the fast path (`service.tensor_json`); anything it declines
+    is read by the general one, which names every problem.
+    """
+    decoded = model.json_tensors.decode(body, limit)
+    if decoded is not None:
+        request_id = _request_id(decoded.id)
+        outputs = requested_outputs(decoded.outputs)
+        batch = decoded.batch
+    else:
+        request_id, outputs, batch = _read(model, body, limit)
     prediction = model.predict(batch)
     answer: dict[str, Any] = {"model_name": model.name, "model_version": model.version}
     if request_id is not None:
         answer["id"] = request_id
     answer["outputs"] = encode_outputs(model, prediction, outputs)
     return Answer(Result(batch, prediction), json_bytes(answer))
+
+
+def _read(model: LoadedModel, body: bytes, limit: int) -> tuple[str | None, list[str], Batch]:
+    """The general path: any JSON body, each problem raised in this order."""
+    payload = parse_json(body)
+    if type(payload) is not dict:
+        raise BadTensor("the request body must be a JSON object with 'inputs'")
+    request_id = _request_id(payload.get("id"))
+    outputs = requested_outputs(payload.get("outputs"))
+    return request_id, outputs, batch_from_tensors(model.validator, payload.get("inputs"), limit)
+
+
+def _request_id(request_id: Any) -> str | None:
+    if request_id is not None and type(request_id) is not str:
+        raise BadTensor("'id' must be a string")
+    return request_id
 
 
 def _model(request: Request, task: str, model_version: str | None) -> LoadedModel:

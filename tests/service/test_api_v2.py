@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import numpy as np
 import numpy.typing as npt
+import orjson
 import pytest
 import tritonclient.http as triton
 
@@ -220,3 +221,58 @@ def test_batch_over_the_limit_is_413(client: httpx.Client, churn: Manifest) -> N
     payload = body(churn, age={"shape": [10_001], "datatype": "FP32", "data": [40] * 10_001})
     response = client.post(INFER, json=payload)
     assert response.status_code == 413 and "10000" in response.json()["error"]
+
+
+def large(manifest: Manifest, rows: int) -> dict[str, Any]:
+    """A bench-style request: FP64 numbers written as floats, BYTES categories, shape [rows]."""
+    records = [manifest.examples[i % len(manifest.examples)].record for i in range(rows)]
+    inputs = []
+    for f in manifest.features:
+        values = [r[f.name] if f.type == "category" else float(r[f.name]) for r in records]
+        datatype = "BYTES" if f.type == "category" else "FP64"
+        inputs.append({"name": f.name, "datatype": datatype, "shape": [rows], "data": values})
+    return {"inputs": inputs}
+
+
+def post(client: httpx.Client, payload: dict[str, Any]) -> httpx.Response:
+    """Compact JSON, as the bench and most clients write it (the fast path reads it)."""
+    headers = {"Content-Type": "application/json"}
+    return client.post(INFER, content=orjson.dumps(payload), headers=headers)
+
+
+def test_a_large_body_gets_the_same_answer_on_either_path(
+    client: httpx.Client, churn: Manifest
+) -> None:
+    """A field the protocol does not define sends a body to the general path (it is ignored)."""
+    payload = large(churn, 1000)
+    fast = post(client, payload)
+    general = post(client, payload | {"comment": "read by the general path"})
+    spaced = client.post(INFER, json=payload)  # ", " between values: types are checked
+    assert fast.status_code == general.status_code == spaced.status_code == 200, fast.text
+    assert fast.json() == general.json() == spaced.json()
+    outputs = {o["name"]: o for o in fast.json()["outputs"]}
+    assert outputs["probabilities"]["shape"] == [1000, 2]
+    expected = [e.probabilities for e in churn.examples]
+    got = np.array(outputs["probabilities"]["data"]).reshape(1000, 2)
+    np.testing.assert_allclose(got[: len(expected)], expected, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "words"),
+    [
+        ("geography", "Mars", "input 'geography', element 500: Input should be"),
+        ("age", 200.0, "input 'age', element 500: Input should be less than or equal to 100"),
+        ("age", "40", "input 'age', element 500: '40' is not FP64"),
+    ],
+)
+def test_a_bad_large_body_gets_the_general_paths_400(
+    client: httpx.Client, churn: Manifest, name: str, value: Any, words: str
+) -> None:
+    payload = large(churn, 1000)
+    tensor = next(t for t in payload["inputs"] if t["name"] == name)
+    tensor["data"][500] = value
+    response = post(client, payload)
+    general = post(client, payload | {"comment": "read by the general path"})
+    assert response.status_code == 400, response.text
+    assert words in response.json()["error"]
+    assert response.json() == general.json()
