@@ -2,9 +2,10 @@
 
 Through orjson a body becomes a dict per record and a Python object per value, whose types the
 validator then checks column by column; for 10,000 churn records that is about 57 ms. msgspec
-checks each value's JSON type while it parses, into one small struct per record (no dicts), and
-columns are read from the structs in C: about 28 ms for the same records (in process, parse and
-checks only; a whole 10,000-record request went from 74 to 41 ms).
+checks each value's JSON type while it parses (and each category against its allowed values),
+into one small struct per record (no dicts), and columns are read from the structs in C: about
+28 ms for the same records (in process, parse and checks only; a whole 10,000-record request went
+from 74 to 41 ms).
 
 This is a fast path, never the definition of what is valid. A body it cannot decode (a wrong
 type, a missing or unknown field, malformed JSON), or one whose values break a rule, answers None
@@ -16,14 +17,16 @@ a repeated key keeps its last value in both (tests/service/test_typed_json.py).
 
 from __future__ import annotations
 
+import struct
 from operator import attrgetter
 from types import GenericAlias
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 import numpy as np
 
 from service.batch import Batch
+from service.manifest import Feature
 from service.records import QUICK_RECORDS
 from service.validation import Validator, ValuesInvalid
 
@@ -36,11 +39,19 @@ _NUMBER = Annotated[float, msgspec.Meta(gt=-(2.0**53), lt=2.0**53)]
 _TYPES: dict[str, Any] = {"float": _NUMBER, "int": _NUMBER, "bool": bool, "category": str}
 
 
+def _field_type(feature: Feature) -> Any:
+    """A category's values are checked against its allowed ones as msgspec decodes them (a
+    `Literal`, one hash lookup each), so `assemble` need not check them again."""
+    if feature.type == "category" and feature.categories:
+        return Literal[tuple(feature.categories)]
+    return _TYPES[feature.type]
+
+
 class RecordsDecoder:
     """Decodes `{"records": [...]}` for one model version's features; built when it loads."""
 
     def __init__(self, validator: Validator) -> None:
-        fields = [(f.name, _TYPES[f.type]) for f in validator.features]
+        fields = [(f.name, _field_type(f)) for f in validator.features]
         record = msgspec.defstruct("Record", fields, forbid_unknown_fields=True, gc=False)
         body = msgspec.defstruct(
             "Body", [("records", GenericAlias(list, (record,)))], forbid_unknown_fields=True
@@ -49,6 +60,7 @@ class RecordsDecoder:
         self._validator = validator
         self._numeric = [attrgetter(f.name) for f in validator.numeric]
         self._categorical = [(f.name, attrgetter(f.name)) for f in validator.categorical]
+        self._known_categories = all(f.categories for f in validator.categorical)
 
     def batch(self, body: bytes, limit: int) -> Batch | None:
         """The checked batch of a valid body of 1 to `limit` records; None for anything else."""
@@ -62,8 +74,9 @@ class RecordsDecoder:
         if size <= QUICK_RECORDS:  # plain Python rules, as `batch_from_records` takes them
             return self._validator.quick(list(map(msgspec.structs.astuple, records)))
         numbers = np.empty((len(self._numeric), size), dtype=np.float64)
-        for row, get in zip(numbers, self._numeric, strict=True):
-            row[:] = np.fromiter(map(get, records), dtype=np.float64, count=size)
+        column = struct.Struct(f"{size}d")  # packs floats straight into the matrix's memory,
+        for row, get in enumerate(self._numeric):  # measured 10% quicker than np.fromiter
+            column.pack_into(numbers.data, row * column.size, *map(get, records))
         categories = {name: list(map(get, records)) for name, get in self._categorical}
         # `assemble` quotes these values if a rule is broken; that answer is dropped here (None),
         # and the general path then quotes the caller's own values.
@@ -71,6 +84,8 @@ class RecordsDecoder:
             f.name: values for f, values in zip(self._validator.numeric, numbers, strict=True)
         }
         try:
-            return self._validator.assemble(size, numbers, categories, raw)
+            return self._validator.assemble(
+                size, numbers, categories, raw, known_categories=self._known_categories
+            )
         except ValuesInvalid:
             return None

@@ -106,6 +106,19 @@ def test_bodies_it_cannot_read_are_left_to_the_general_path(
     assert churn.json_records.batch(body, LIMIT) is None
 
 
+@pytest.mark.parametrize("size", [1, 17])
+def test_an_unknown_category_is_left_to_the_general_path_which_names_it(
+    churn: LoadedModel, size: int
+) -> None:
+    """msgspec checks categories as it decodes them: a value not allowed is not decoded."""
+    records = [dict(churn.manifest.examples[0].record) for _ in range(size)]
+    records[-1]["geography"] = "Narnia"
+    body = orjson.dumps({"records": records})
+    assert churn.json_records.batch(body, LIMIT) is None
+    with pytest.raises(ServiceError, match="Input should be"):
+        batch_from_records(churn.validator, records_of(parse_json(body), LIMIT))
+
+
 def test_more_records_than_the_limit_are_left_to_the_general_path(churn: LoadedModel) -> None:
     record = churn.manifest.examples[0].record
     body = orjson.dumps({"records": [record] * 3})
