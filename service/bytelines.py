@@ -145,8 +145,7 @@ def _joined(data: Bytes, ends: Sizes, lines: Sizes, width: int, cells: list[Byte
         ends = ends[line] - after * width
         lines = np.minimum(ends - starts, width)
         cells = [_spread(column, after == 0) for column in cells]
-    windows = _windows(data, width)[np.maximum(ends - width, 0)]
-    whole = np.concatenate([windows, *cells], axis=1)
+    whole = side_by_side([_windows(data, width)[np.maximum(ends - width, 0)], *cells])
     for row in np.flatnonzero(ends < width).tolist():  # the data starts inside the window
         whole[row, width - lines[row] : width] = data[ends[row] - lines[row] : ends[row]]
     keep = np.empty(whole.shape, dtype=np.bool_)
@@ -154,6 +153,19 @@ def _joined(data: Bytes, ends: Sizes, lines: Sizes, width: int, cells: list[Byte
     keep[:, :width] = _windows(steps, width)[lines]
     np.not_equal(whole[:, width:], 0, out=keep[:, width:])
     return whole[keep]
+
+
+def side_by_side(parts: list[Bytes]) -> Bytes:
+    """The parts' rows side by side, as one matrix: each part is copied into its own columns
+    (measured quicker than `np.concatenate` of fancy-indexed and broadcast parts).
+    """
+    widths = [part.shape[1] for part in parts]
+    whole = np.empty((len(parts[0]), sum(widths)), dtype=np.uint8)
+    at = 0
+    for part, width in zip(parts, widths, strict=True):
+        whole[:, at : at + width] = part
+        at += width
+    return whole
 
 
 def _spread(values: npt.NDArray[Item], last: npt.NDArray[np.bool_]) -> npt.NDArray[Item]:
