@@ -2,7 +2,8 @@
 
 Exit codes: 0 every row was scored; 1 some rows had errors (they are reported and left out of
 the output, the rest is scored; with --strict nothing is written); 2 bad usage, an unknown or
-unloadable model, or an unreadable file (missing, not CSV, not UTF-8, no header or no rows).
+unloadable model, an unreadable file (missing, not CSV, not UTF-8, no header or no rows), or a
+file that changed while it was scored (with -o, the output file is then not written).
 """
 
 from __future__ import annotations
@@ -207,10 +208,9 @@ def _results(
         stream = blocks(source, rest, args.block_bytes)
         if pool is None or handoff is None:
             for block in stream:
-                offset += len(block)
                 result = scorer.score(block)
                 yield len(block), result, result.output
-            _check_end(source, offset)
+            _check_end(source)
             return
         pending: deque[Pending] = deque()
         try:
@@ -220,7 +220,7 @@ def _results(
                 pending.append((ticket, pool.submit(_score_in_worker, ticket)))
                 if len(pending) >= handoff.slots:
                     yield _collected(handoff, *pending.popleft())
-            _check_end(source, offset)
+            _check_end(source)
             while pending:
                 yield _collected(handoff, *pending.popleft())
         finally:
@@ -234,12 +234,12 @@ def _results(
         raise ScoreError(f"{args.input}: cannot read ({exc.strerror})") from exc
 
 
-def _check_end(source: BinaryIO, end: int) -> None:
-    """A regular file must still end where reading it ended: one cut shorter under the reader
-    (whose workers may have read their blocks before the cut) or still being written to changed
-    during the run, and what was scored is not the file."""
+def _check_end(source: BinaryIO) -> None:
+    """Once the whole input is read, a regular file must still end where reading ended. If it
+    was cut short (workers may have read their blocks before the cut, the parent then met the
+    new end early) or is still being written to, what was scored is not the file."""
     size = _size(source)
-    if size is not None and size != end:
+    if size is not None and size != source.tell():
         raise SourceChanged("the file changed while it was being scored")
 
 
@@ -440,7 +440,7 @@ def _parser() -> argparse.ArgumentParser:
         "Rows with errors are reported and left out; the others are written with the "
         "prediction columns appended.",
         epilog="exit codes: 0 all rows scored; 1 some rows had errors; "
-        "2 bad usage, unknown model or unreadable file",
+        "2 bad usage, unknown model, unreadable file or a file that changed during the run",
     )
     parser.add_argument("input", type=Path, help="CSV file with a header row")
     parser.add_argument("--model", required=True, help="task name, e.g. churn")

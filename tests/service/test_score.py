@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from service import score
-from service.blocks import blocks, read_record
+from service.blocks import BLOCK_BYTES, blocks, read_record
 from service.manifest import Manifest
 from tests.service.helpers import REPO, copy_registry
 
@@ -396,3 +396,41 @@ def test_a_file_still_growing_when_read_to_its_end_stops_the_run(
     assert code == score.EXIT_BAD_INPUT
     assert "in.csv: the file changed while it was being scored" in capsys.readouterr().err
     assert not out.exists()
+
+
+def _tail_dropped(path: Path, block_bytes: int) -> bool:
+    """Whether the block reader drops the file's last piece (only whitespace) unread as a row."""
+    with path.open("rb") as source:
+        header, rest = read_record(source)
+        read = len(header) + sum(map(len, blocks(source, rest, block_bytes)))
+    return read < path.stat().st_size
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_whitespace_after_the_last_line_of_a_large_file_is_not_a_change(
+    registry_dir: Path, churn: Manifest, tmp_path: Path, workers: str
+) -> None:
+    """The reader drops a last piece that is only whitespace, when a read ends right before it
+    (the header's read takes BLOCK_BYTES, then each one `--block-bytes`); the file was still read
+    to its end."""
+    source = tmp_path / "in.csv"
+    rows = table(churn, 19_000)  # over BLOCK_BYTES
+    write_csv(source, rows)
+    rows[-1][1] += "x" * ((BLOCK_BYTES - source.stat().st_size) % 4096)  # a read ends after it
+    write_csv(source, rows)
+    with source.open("ab") as handle:
+        handle.write(b"  ")
+    assert _tail_dropped(source, 4096)
+    out = tmp_path / "out.csv"
+    code = run(registry_dir, source, "-o", out, "--workers", workers, "--block-bytes", "4096")
+    assert code == 0
+    assert len(read_rows(out)) == len(rows)
+
+
+def test_a_header_then_blank_lines_has_no_data_rows(
+    registry_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "in.csv"
+    source.write_bytes(",".join(HEADER).encode() + b"\n\r\n\n")
+    assert run(registry_dir, source, "-o", tmp_path / "out.csv") == score.EXIT_BAD_INPUT
+    assert "has a header but no data rows" in capsys.readouterr().err
