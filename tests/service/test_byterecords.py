@@ -1,5 +1,6 @@
-"""`byterecords.prediction_json` writes exactly what orjson writes for `prediction_records`, for
-any probabilities (exponent notation, NaN and infinities included), flags and labels.
+"""`byterecords` writes exactly what orjson writes for `prediction_records`, both ways (record
+by record, and as a byte matrix), for any probabilities (exponent notation, NaN and infinities
+included), flags and labels.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 
 from service.batch import Batch
 from service.bytelines import SLICE_ROWS
-from service.byterecords import prediction_json
+from service.byterecords import MATRIX_ROWS, formatted, matrix, prediction_json
 from service.model import LoadedModel, Prediction
 from service.render import prediction_records
 from tests.service.test_bytelines import ODD, SETTINGS, TASKS, models, probability
@@ -50,7 +51,8 @@ def test_records_are_the_orjson_records(
     flags = data.draw(st.lists(st.lists(st.booleans(), min_size=3, max_size=3), min_size=rows))
     batch = flagged_batch(model, flags[:rows])
 
-    assert prediction_json(model, batch, prediction) == expected(model, batch, prediction)
+    assert formatted(model, batch, prediction) == expected(model, batch, prediction)
+    assert matrix(model, batch, prediction) == expected(model, batch, prediction)
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -69,8 +71,10 @@ def test_batches_of_several_slices_splice_every_flag(
     names = [f.name for f in model.validator.numeric]
     batch = Batch(rows, {}, {names[0]: hit, names[1]: np.roll(hit, 1)})
 
+    assert rows >= MATRIX_ROWS  # so the matrix writes it
     body = prediction_json(model, batch, prediction)
     assert body == expected(model, batch, prediction)
+    assert formatted(model, batch, prediction) == body
     assert len(orjson.loads(body)) == rows
 
 
@@ -83,7 +87,8 @@ def test_labels_are_quoted_as_orjson_quotes_them(
     probabilities = np.array([[0.25, 0.75], [0.9, 0.1], [1.0, 0.0]], dtype=np.float32)
     prediction = Prediction(probabilities, model.decide(probabilities))
     batch = flagged_batch(model, [[False], [True], [False]])
-    assert prediction_json(model, batch, prediction) == expected(model, batch, prediction)
+    assert formatted(model, batch, prediction) == expected(model, batch, prediction)
+    assert matrix(model, batch, prediction) == expected(model, batch, prediction)
 
 
 def test_no_records_is_an_empty_array(models: dict[str, LoadedModel]) -> None:
