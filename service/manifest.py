@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -177,11 +178,13 @@ class Manifest(_Frozen):
         return path
 
 
+@lru_cache(maxsize=4096)
 def normalize_header(header: str) -> str:
     """How a CSV header is matched to a feature name or alias, the same in training and serving.
 
     Case, spaces and punctuation are ignored and camelCase is split, so `Num Of Products`,
-    `num_of_products` and `NumOfProducts` all match.
+    `num_of_products` and `NumOfProducts` all match. Cached: every CSV request matches its
+    header against every name and alias (two regular expressions each, 0.3 ms for churn).
     """
     spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", header.strip())
     return re.sub(r"[^a-z0-9]+", "_", spaced.lower()).strip("_")

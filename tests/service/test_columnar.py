@@ -168,14 +168,21 @@ def test_plain_csv_matches_the_csv_module_path(
     chunk_rows: int,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Both plain paths on every body: the bytes path (whatever the body's size) and the text."""
     model = models[task]
     body = csv_body(model, data.draw)
-    fast = table_outcome(model, body, chunk_rows)
+    with monkeypatch.context() as patch:
+        patch.setattr(predict, "CELLS_FROM", 0)
+        from_bytes = table_outcome(model, body, chunk_rows)
+    with monkeypatch.context() as patch:
+        patch.setattr(predict, "_cells_table", lambda *args: None)
+        from_text = table_outcome(model, body, chunk_rows)
     with monkeypatch.context() as patch:
         patch.setattr(predict, "_cells_table", lambda *args: None)
         patch.setattr(predict, "_plain_table", lambda *args: None)
         slow = table_outcome(model, body, chunk_rows)
-    assert fast == slow
+    assert from_bytes == slow
+    assert from_text == slow
 
 
 @SETTINGS
