@@ -14,6 +14,7 @@ from typing import IO, Any
 
 import httpx
 
+from service.batch import Batch
 from service.layout import read_pointer
 from service.manifest import Manifest
 from training.spec import load_task
@@ -120,3 +121,17 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def assert_same(fast: Batch, slow: Batch) -> None:
+    """A fast path's batch is the general path's to the bit: inputs, shapes, dtypes, flags."""
+    assert fast.size == slow.size
+    assert list(fast.inputs) == list(slow.inputs)
+    for name, array in slow.inputs.items():
+        assert fast.inputs[name].dtype == array.dtype
+        assert fast.inputs[name].shape == array.shape
+        if array.dtype == object:
+            assert fast.inputs[name].tolist() == array.tolist()
+        else:
+            assert fast.inputs[name].tobytes() == array.tobytes()
+    assert fast.flags() == slow.flags()

@@ -27,6 +27,7 @@ from service.layout import read_pointer
 from service.model import LoadedModel, load_model
 from service.tensor_json import Decoded, TensorsDecoder, read_numbers
 from service.tensors import QUICK_ROWS, batch_from_tensors
+from tests.service.helpers import assert_same
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 LIMIT = 1000
@@ -63,19 +64,6 @@ def answer(model: LoadedModel, body: bytes) -> tuple[str, Any]:
         return "answer", _infer(model, body, LIMIT).body
     except ServiceError as exc:
         return type(exc).__name__, str(exc)
-
-
-def assert_same(fast: Batch, slow: Batch) -> None:
-    assert fast.size == slow.size
-    assert list(fast.inputs) == list(slow.inputs)
-    for name, array in slow.inputs.items():
-        assert fast.inputs[name].dtype == array.dtype
-        assert fast.inputs[name].shape == array.shape
-        if array.dtype == object:
-            assert fast.inputs[name].tolist() == array.tolist()
-        else:
-            assert fast.inputs[name].tobytes() == array.tobytes()
-    assert fast.flags() == slow.flags()
 
 
 def tensors(model: LoadedModel, rows: int) -> Tensors:

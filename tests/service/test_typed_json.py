@@ -22,6 +22,7 @@ from service.errors import ServiceError
 from service.layout import read_pointer
 from service.model import LoadedModel, load_model
 from service.records import batch_from_records, records_of
+from tests.service.helpers import assert_same
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 LIMIT = 1000
@@ -38,19 +39,6 @@ def general(model: LoadedModel, body: bytes) -> Batch | None:
         return batch_from_records(model.validator, records_of(parse_json(body), LIMIT))
     except ServiceError:
         return None
-
-
-def assert_same(fast: Batch, slow: Batch) -> None:
-    assert fast.size == slow.size
-    assert list(fast.inputs) == list(slow.inputs)
-    for name, array in slow.inputs.items():
-        assert fast.inputs[name].dtype == array.dtype
-        assert fast.inputs[name].shape == array.shape
-        if array.dtype == object:
-            assert fast.inputs[name].tolist() == array.tolist()
-        else:
-            assert fast.inputs[name].tobytes() == array.tobytes()
-    assert fast.flags() == slow.flags()
 
 
 def body_of(records: list[list[tuple[str, Any]]]) -> bytes:
