@@ -77,8 +77,7 @@ def prediction_bytes(model: LoadedModel, prediction: Prediction) -> tuple[list[B
         picked = np.arange(rows), prediction.classes
         chosen, chosen_sizes = cells[picked], cell_sizes[picked]
     labels = [b"," + label.encode("utf-8") for label in model.manifest.labels]
-    width = max(map(len, labels))
-    table = np.array([list(label.ljust(width, b"\0")) for label in labels], dtype=np.uint8)
+    table = padded_rows(labels)
     label_sizes = np.array(list(map(len, labels)))
     parts = [
         table[prediction.classes],
@@ -153,6 +152,12 @@ def _joined(data: Bytes, ends: Sizes, lines: Sizes, width: int, cells: list[Byte
     keep[:, :width] = _windows(steps, width)[lines]
     np.not_equal(whole[:, width:], 0, out=keep[:, width:])
     return whole[keep]
+
+
+def padded_rows(texts: list[bytes]) -> Bytes:
+    """One NUL-padded row per text (a label's cell, say), so a row per record is one gather."""
+    width = max(map(len, texts))
+    return np.array([list(text.ljust(width, b"\0")) for text in texts], dtype=np.uint8)
 
 
 def side_by_side(parts: list[Bytes]) -> Bytes:

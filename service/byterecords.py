@@ -20,7 +20,7 @@ import numpy.typing as npt
 import orjson
 
 from service.batch import Batch
-from service.bytelines import SLICE_ROWS, probability_bytes, side_by_side
+from service.bytelines import SLICE_ROWS, padded_rows, probability_bytes, side_by_side
 from service.model import LoadedModel, Prediction
 from service.render import rounded
 
@@ -52,7 +52,7 @@ def matrix(model: LoadedModel, batch: Batch, prediction: Prediction) -> bytes:
     if model.manifest.kind == "binary":  # the probability is the positive label's
         picked = np.arange(rows), np.full(rows, model.manifest.positive_index)
     labels = [orjson.dumps(label) for label in model.manifest.labels]
-    heads = _table([b'{"label":' + label + b',"probability":' for label in labels])
+    heads = padded_rows([b'{"label":' + label + b',"probability":' for label in labels])
     keys = [b"," + label + b":" for label in labels]
     keys[0] = b',"probabilities":{' + labels[0] + b":"
     parts = [heads[prediction.classes], cells[picked]]
@@ -120,12 +120,6 @@ def _record_template(labels: tuple[str, ...]) -> tuple[bytes, list[bytes]]:
         b'{"label":%s,"probability":%s,"probabilities":{' + probabilities + b'},"out_of_range":%s}'
     )
     return template, quoted
-
-
-def _table(texts: list[bytes]) -> Bytes:
-    """One NUL-padded row per text."""
-    width = max(map(len, texts))
-    return np.array([list(text.ljust(width, b"\0")) for text in texts], dtype=np.uint8)
 
 
 def _constant(text: bytes, rows: int) -> Bytes:
