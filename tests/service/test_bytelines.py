@@ -56,6 +56,17 @@ def written(text: str, model: LoadedModel, batch: Batch, prediction: Prediction)
     return ("\r\n".join(map(",".join, zip(lines, *extras, strict=True))) + "\r\n").encode()
 
 
+def flagged_batch(model: LoadedModel, rows: list[list[bool]]) -> Batch:
+    """A batch of `len(rows)` records, each flagged out of range on the numeric features marked
+    in its row (the first features, as many as the row is long)."""
+    names = [f.name for f in model.validator.numeric][: len(rows[0]) if rows else 0]
+    out_of_range = {
+        name: np.array(column, dtype=np.bool_)
+        for name, column in zip(names, zip(*rows, strict=True), strict=True)
+    }
+    return Batch(len(rows), {}, out_of_range)
+
+
 def cells(data: npt.NDArray[np.uint8], sizes: npt.NDArray[np.int64]) -> list[str]:
     """The cells of `probability_bytes`, checking that only NULs follow each."""
     assert not data[np.arange(data.shape[1]) >= sizes[:, None]].any()
@@ -113,11 +124,7 @@ def test_scored_lines_are_the_written_lines(
             max_size=block.rows,
         )
     )
-    out_of_range = {
-        name: np.array(column, dtype=np.bool_)
-        for name, column in zip(names, zip(*flags, strict=True), strict=True)
-    }
-    batch = Batch(block.rows, {}, out_of_range)
+    batch = flagged_batch(model, flags)
 
     assert scored_lines(block, model, batch, prediction) == written(text, model, batch, prediction)
 

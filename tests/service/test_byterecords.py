@@ -19,22 +19,13 @@ from service.bytelines import SLICE_ROWS
 from service.byterecords import MATRIX_ROWS, formatted, matrix, prediction_json
 from service.model import LoadedModel, Prediction
 from service.render import prediction_records
-from tests.service.test_bytelines import ODD, SETTINGS, TASKS, models, probability
+from tests.service.test_bytelines import ODD, SETTINGS, TASKS, flagged_batch, models, probability
 
 __all__ = ["models"]  # the fixture, shared with the CSV byte writer's tests
 
 
 def expected(model: LoadedModel, batch: Batch, prediction: Prediction) -> bytes:
     return orjson.dumps(prediction_records(model, batch, prediction))
-
-
-def flagged_batch(model: LoadedModel, rows: list[list[bool]]) -> Batch:
-    names = [f.name for f in model.validator.numeric][: len(rows[0]) if rows else 0]
-    out_of_range = {
-        name: np.array(column, dtype=np.bool_)
-        for name, column in zip(names, zip(*rows, strict=True), strict=True)
-    }
-    return Batch(len(rows), {}, out_of_range)
 
 
 @given(data=st.data(), task=st.sampled_from(TASKS), rows=st.integers(1, 40))
