@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import onnx
+import onnx.numpy_helper
 import onnxruntime as ort
 import pytest
 
@@ -62,6 +64,18 @@ def test_export_writes_one_graph_with_an_input_per_feature(fitted, tmp_path: Pat
     assert [o.name for o in session.get_outputs()] == ["label", "probabilities"]
     assert manifest.onnx.sha256 == sha256_file(tmp_path / "model.onnx")
     assert Manifest.load(tmp_path) == manifest
+
+
+def test_scaling_is_exported_as_plain_arithmetic(fitted, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`Sub` and `Div`, which onnxruntime vectorises, not the ML domain's slower `Scaler`."""
+    spec, parts, pipeline = fitted
+    export_model(pipeline, spec, tmp_path, inputs(parts, pipeline))
+    graph = onnx.load(tmp_path / "model.onnx").graph
+    ops = [node.op_type for node in graph.node]
+    assert "Scaler" not in ops and {"Sub", "Div"} <= set(ops)
+    scaler = pipeline.named_steps["pre"].named_transformers_["num"]
+    divisors = [i for i in graph.initializer if i.dims == [len(scaler.scale_)]]
+    assert any(np.allclose(onnx.numpy_helper.to_array(i), scaler.scale_) for i in divisors)
 
 
 def test_onnx_matches_sklearn_probabilities(fitted, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
