@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 import orjson
 import pytest
@@ -22,6 +23,8 @@ from service.errors import ServiceError
 from service.layout import read_pointer
 from service.model import LoadedModel, load_model
 from service.records import batch_from_records, records_of
+from service.typed_json import RecordsDecoder, column_reader
+from service.validation import Validator
 from tests.service.helpers import assert_same
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
@@ -202,3 +205,33 @@ def test_numbers_are_read_to_the_bit_as_orjson_reads_them(churn: LoadedModel) ->
     slow = batch_from_records(churn.validator, records_of(parse_json(body), 10_000))
     assert fast is not None
     assert_same(fast, slow)
+
+
+@pytest.mark.parametrize("size", [1, 17])
+@pytest.mark.parametrize(
+    ("value", "read"), [(2**53 - 1, True), (2**53, False), (-(2**53), False), (1e300, False)]
+)
+def test_numbers_from_2_53_up_are_left_to_the_general_path(
+    churn: LoadedModel, size: int, value: float, read: bool
+) -> None:
+    """Where a JSON integer and its double differ, the general path compares the integer itself
+    with the bounds; so with no upper bound, the fast path reads only numbers below 2**53."""
+    features = [
+        f.model_copy(update={"max": None}) if f.name == "balance" else f
+        for f in churn.manifest.features
+    ]
+    decoder = RecordsDecoder(Validator(churn.manifest.model_copy(update={"features": features})))
+    records = [{**churn.manifest.examples[0].record, "balance": value}] * size
+    batch = decoder.batch(orjson.dumps({"records": records}), LIMIT)
+    assert (batch is not None) == read
+    if batch is not None:
+        assert batch.inputs["balance"][0, 0] == np.float32(value)
+
+
+def test_the_column_reader_reads_every_field_in_order() -> None:
+    """64 fields, as wide as the digits model: each column holds its field of every record."""
+    record = msgspec.defstruct("Record", [(f"f{i}", int) for i in range(64)])
+    records = [record(*(row * 100 + i for i in range(64))) for row in range(3)]
+    columns = column_reader(64)(records)
+    assert len(columns) == 64
+    assert columns[0] == [0, 100, 200] and columns[63] == [63, 163, 263]
