@@ -7,8 +7,9 @@ was about 100,000 minor page faults and 0.2-0.3 s of system time. With a high mm
 and trim threshold the freed memory stays in the heap and the next block reuses it. A batch job
 holds a few blocks at a time, so what is kept is bounded by the block size, not the file.
 
-A service worker does the same per big request: a 10,000-record JSON request faulted in about
-1,000 fresh pages (4 MB) every time, 4-5 ms of system time of its 47 ms of CPU. Big requests take
+A service worker does the same per big request: 10,000-record JSON requests sent one after
+another faulted in about 1,000 fresh pages (4 MB) each, 4-5 ms of system time of 47 ms of CPU
+(with requests overlapping, the heap rarely shrinks and the gain is small). Big requests take
 the app's lane one at a time (`service.api.lane`), so what is kept is about one request's
 working memory; the worker keeps less than the score command (`SERVICE_TRIM_THRESHOLD`), so a
 rare huge body does not leave hundreds of megabytes behind.
