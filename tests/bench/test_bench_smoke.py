@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.runner import round_order
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -29,3 +31,11 @@ def test_smoke_run_serves_every_request_and_prints_the_table() -> None:
         cells = [cell.strip() for cell in row.strip("|").split("|")]
         assert cells[7] == "0", row  # errors: non-2xx plus socket errors
         assert float(cells[3].replace(",", "")) > 0, row  # req/s
+
+
+def test_rounds_alternate_the_order_of_the_servers() -> None:
+    """A server measured last in one round is measured first in the next (`round_order`)."""
+    servers = ["ours", "ceiling", "before"]
+    assert round_order(servers, 1) == servers
+    assert round_order(servers, 2) == ["before", "ceiling", "ours"]
+    assert round_order(servers, 3) == servers
