@@ -52,7 +52,9 @@ def blocks(stream: BinaryIO, start: bytes, block_bytes: int = BLOCK_BYTES) -> It
             buffer = buffer[cut + 1 :]
     if buffer.count(b'"') % 2:
         raise UnterminatedQuote("the file ends inside a quoted cell")
-    if buffer.strip():
+    # Only line ends (blank lines) are dropped: a last line of spaces is a row, reported as too
+    # short whether a read happened to end just before it or not (and as the service reports it).
+    if buffer.strip(b"\r\n"):
         yield buffer
 
 

@@ -398,31 +398,57 @@ def test_a_file_still_growing_when_read_to_its_end_stops_the_run(
     assert not out.exists()
 
 
-def _tail_dropped(path: Path, block_bytes: int) -> bool:
-    """Whether the block reader drops the file's last piece (only whitespace) unread as a row."""
+def _pieces(path: Path, block_bytes: int) -> list[bytes]:
+    """The header and the blocks, as the score command reads the file."""
     with path.open("rb") as source:
         header, rest = read_record(source)
-        read = len(header) + sum(map(len, blocks(source, rest, block_bytes)))
-    return read < path.stat().st_size
+        return [header, *blocks(source, rest, block_bytes)]
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
-def test_whitespace_after_the_last_line_of_a_large_file_is_not_a_change(
-    registry_dir: Path, churn: Manifest, tmp_path: Path, workers: str
+@pytest.mark.parametrize("at_a_read_boundary", [True, False])
+def test_a_last_line_of_spaces_is_a_short_row_wherever_a_read_ends(
+    registry_dir: Path,
+    churn: Manifest,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    workers: str,
+    at_a_read_boundary: bool,
 ) -> None:
-    """The reader drops a last piece that is only whitespace, when a read ends right before it
-    (the header's read takes BLOCK_BYTES, then each one `--block-bytes`); the file was still read
-    to its end."""
+    """Spaces after the last line are a row of one cell, as the service reports them: the same
+    answer when a read ends right before them (the header's read takes BLOCK_BYTES, then each
+    one `--block-bytes`) as when they share a block with rows."""
     source = tmp_path / "in.csv"
     rows = table(churn, 19_000)  # over BLOCK_BYTES
     write_csv(source, rows)
-    rows[-1][1] += "x" * ((BLOCK_BYTES - source.stat().st_size) % 4096)  # a read ends after it
-    write_csv(source, rows)
+    if at_a_read_boundary:
+        rows[-1][1] += "x" * ((BLOCK_BYTES - source.stat().st_size) % 4096)
+        write_csv(source, rows)
     with source.open("ab") as handle:
         handle.write(b"  ")
-    assert _tail_dropped(source, 4096)
+    assert (_pieces(source, 4096)[-1] == b"  ") == at_a_read_boundary
     out = tmp_path / "out.csv"
     code = run(registry_dir, source, "-o", out, "--workers", workers, "--block-bytes", "4096")
+    assert code == score.EXIT_ROW_ERRORS
+    assert len(read_rows(out)) == len(rows)
+    err = capsys.readouterr().err
+    assert f"line {len(rows) + 2} (row {len(rows)}): the row has 1 cells" in err
+
+
+def test_blank_lines_after_the_last_line_at_a_read_boundary_are_not_a_change(
+    registry_dir: Path, churn: Manifest, tmp_path: Path
+) -> None:
+    """The reader drops a last piece of line ends alone; the file was still read to its end."""
+    source = tmp_path / "in.csv"
+    rows = table(churn, 19_000)
+    write_csv(source, rows)
+    rows[-1][1] += "x" * ((BLOCK_BYTES - source.stat().st_size) % 4096)
+    write_csv(source, rows)
+    with source.open("ab") as handle:
+        handle.write(b"\r\n\n")
+    assert sum(map(len, _pieces(source, 4096))) == source.stat().st_size - 3  # dropped
+    out = tmp_path / "out.csv"
+    code = run(registry_dir, source, "-o", out, "--block-bytes", "4096")
     assert code == 0
     assert len(read_rows(out)) == len(rows)
 
