@@ -142,6 +142,8 @@ class Manifest(_Frozen):
                 raise ValueError(
                     f"positive_label {self.positive_label!r} must be the second label {self.labels}"
                 )
+        if len(set(self.labels)) != len(self.labels):  # each is a key of the JSON answer
+            raise ValueError(f"labels must be unique, got {self.labels}")
         names = [f.name for f in self.features]
         if len(set(names)) != len(names):
             raise ValueError("feature names must be unique")

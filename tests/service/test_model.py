@@ -65,6 +65,18 @@ def test_load_fails_on_a_renamed_input(registry_dir: Path, tmp_path: Path) -> No
         load_model(tampered(current(registry_dir, "churn"), tmp_path, rename), threads=1)
 
 
+def test_load_fails_on_a_repeated_label(registry_dir: Path, tmp_path: Path) -> None:
+    """Each label is a key of the JSON answer's probabilities and a CSV column: two alike would
+    make one answer with a repeated key."""
+
+    def repeat(manifest: dict[str, Any]) -> None:
+        manifest["labels"] = ["churned", "churned"]
+        manifest["positive_label"] = "churned"
+
+    with pytest.raises(ArtefactError, match="labels must be unique"):
+        load_model(tampered(current(registry_dir, "churn"), tmp_path, repeat), threads=1)
+
+
 def test_load_fails_when_the_examples_are_not_reproduced(
     registry_dir: Path, tmp_path: Path
 ) -> None:
