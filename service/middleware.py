@@ -10,6 +10,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.logs import access_line
 from service.metrics import Metrics
 
 REQUEST_ID_HEADER = b"x-request-id"
@@ -64,19 +65,18 @@ class RequestContext:
         self.metrics.observe_request(route, model, status, seconds)
         if not access_logger.isEnabledFor(logging.INFO):
             return
-        access_logger.info(
+        access_line(
+            access_logger,
             "request",
-            extra={
-                "fields": {
-                    "request_id": state["request_id"],
-                    "method": scope["method"],
-                    "route": route,
-                    "model": model or None,
-                    "version": state.get("version"),
-                    "status": status,
-                    "records": state.get("records"),
-                    "latency_ms": round(seconds * 1000, 3),
-                }
+            {
+                "request_id": state["request_id"],
+                "method": scope["method"],
+                "route": route,
+                "model": model or None,
+                "version": state.get("version"),
+                "status": status,
+                "records": state.get("records"),
+                "latency_ms": round(seconds * 1000, 3),
             },
         )
 
