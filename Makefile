@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PIP_FLAGS ?= --disable-pip-version-check -q
 
 .PHONY: install tools serve train test lint typecheck check clean requirements bench bench-quick \
-	bench-score
+	bench-score bench-profile
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,10 @@ bench: $(STAMP) tools
 
 bench-quick: $(STAMP) tools
 	bash bench/run.sh --quick
+
+# Where one worker's time goes under the cases whose targets are not met (py-spy, about a minute).
+bench-profile: $(STAMP) tools
+	$(BIN)/python -m bench.profile
 
 # The batch-scoring command on 1,000,000 generated churn rows, five timed runs (about a minute).
 bench-score: $(STAMP)

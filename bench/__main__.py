@@ -87,7 +87,7 @@ def _document(
         f"### Serving benchmark, generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         "",
         f"Command: `{command}`. Model: churn {manifest.version} (10 inputs, MLP). "
-        f"Machine: {_cpu()}. Load: wrk, one thread, keep-alive, 127.0.0.1, "
+        f"Machine: {machine()}. Load: wrk, one thread, keep-alive, 127.0.0.1, "
         f"{setup.seconds:g} s per case after a 1 s warm-up; batch cases use 2 connections.",
         "",
         f"Ours: {_versions(sys.executable, OUR_PACKAGES)}; Python {platform.python_version()}.",
@@ -115,7 +115,7 @@ def _document(
     return "\n".join(parts)
 
 
-def _cpu() -> str:
+def machine() -> str:
     out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
     fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
     model = fields.get("Model name", "?").strip()
@@ -124,7 +124,7 @@ def _cpu() -> str:
 
 def _versions(python: str, packages: tuple[str, ...]) -> str:
     if python == sys.executable:
-        return ", ".join(f"{name} {_version(name)}" for name in packages)
+        return ", ".join(f"{name} {package_version(name)}" for name in packages)
     code = (
         "from importlib.metadata import version as v\n"
         f"print(', '.join(f'{{n}} {{v(n)}}' for n in {list(packages)!r}))"
@@ -133,7 +133,7 @@ def _versions(python: str, packages: tuple[str, ...]) -> str:
     return done.stdout.strip() or "?"
 
 
-def _version(name: str) -> str:
+def package_version(name: str) -> str:
     try:
         return version(name)
     except Exception:

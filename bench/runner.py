@@ -59,7 +59,7 @@ def run_cases(setup: Setup, cases: list[Case], rounds: int) -> Run:
     for number in range(1, rounds + 1):
         for server_name in round_order(servers, number):
             mine = [case for case in cases if case.server == server_name]
-            with _server(setup, server_name) as server:
+            with started(setup, server_name) as server:
                 run.rss_mb.setdefault(f"{server_name}, after start", []).extend(_worker_rss(server))
                 _warm_up(server, setup, mine)
                 for case in mine:
@@ -104,7 +104,8 @@ def _worker_rss(server: procs.Server) -> list[float]:
 
 
 @contextmanager
-def _server(setup: Setup, name: str) -> Iterator[procs.Server]:
+def started(setup: Setup, name: str) -> Iterator[procs.Server]:
+    """One of the benchmark's servers (a name from `bench.cases`), stopped when the block ends."""
     starters: dict[str, Callable[[Setup, int], procs.Server]] = {
         OURS: lambda s, port: _ours(s, port, 1),
         OURS_TWO: lambda s, port: _ours(s, port, 2),

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.__main__ import _cpu
+from bench.__main__ import machine
 from bench.report import write_section
 from bench.runner import REPO
 
@@ -129,7 +129,7 @@ def _document(sides: list[Side], args: argparse.Namespace, argv: list[str]) -> s
     lines = [
         f"### Batch scoring benchmark, generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         "",
-        f"Command: `{command}`. Machine: {_cpu()}. Input: {args.rows:,} churn rows from "
+        f"Command: `{command}`. Machine: {machine()}. Input: {args.rows:,} churn rows from "
         f"`python -m training generate churn --seed {args.seed}`; {args.workers} worker "
         f"processes; {args.runs} runs per side, alternating; every output byte-identical.",
         "",
