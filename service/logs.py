@@ -74,9 +74,12 @@ def access_line(logger: logging.Logger, message: str, fields: dict[str, Any]) ->
     entry = _entry(time.time(), "INFO", logger.name, message)
     entry.update(fields)
     line = orjson.dumps(entry, default=str).decode() + handler.terminator
-    with handler.lock:  # type: ignore[union-attr]  # created with every Handler
-        handler.stream.write(line)
-        handler.stream.flush()
+    try:
+        with handler.lock:  # type: ignore[union-attr]  # created with every Handler
+            handler.stream.write(line)
+            handler.stream.flush()
+    except Exception:  # a closed or broken stream: logging reports it (`handleError`), and the
+        logger.info(message, extra={"fields": fields})  # request goes on, as with any log line
 
 
 def _reaches_only(logger: logging.Logger, handler: logging.Handler) -> bool:

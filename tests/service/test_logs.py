@@ -102,6 +102,21 @@ def test_the_access_line_goes_through_logging_when_another_handler_listens(
     assert _lines(stderr)[0]["request_id"] == "abc"  # and the service's handler still wrote it
 
 
+def test_a_broken_log_stream_never_fails_the_request(stderr: io.StringIO) -> None:
+    """A write error is logging's to report (as `StreamHandler.emit` does), not the caller's."""
+
+    class Broken(io.StringIO):
+        def write(self, text: str) -> int:
+            raise BrokenPipeError("the log reader went away")
+
+    handler = logs._service_handler
+    assert handler is not None
+    handler.setStream(Broken())
+    with alone() as made:
+        access_line(logging.getLogger("service.access.test"), "request", FIELDS)
+    assert len(made) == 1  # handed to logging, whose handler reports the error and goes on
+
+
 @pytest.mark.parametrize("change", ["level", "filter", "disabled", "no propagation"])
 def test_the_access_line_respects_the_logging_configuration(
     stderr: io.StringIO, change: str
