@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +28,7 @@ from bench import report, spy
 from bench.__main__ import CACHE, machine, package_version
 from bench.cases import BATCH_SIZES, OURS, V1, V2
 from bench.load import LoadResult, run_wrk, wrk_path
-from bench.payloads import write_bodies
+from bench.payloads import Body, write_bodies
 from bench.runner import REPO, WARM_UP_SECONDS, Setup, started
 from service.layout import read_pointer
 from service.manifest import Manifest
@@ -69,10 +70,14 @@ class ProfileCase:
         return V2 if self.body.startswith("v2") else V1
 
     @property
+    def records(self) -> int:
+        return int(self.body.split("-")[1])
+
+    @property
     def title(self) -> str:
         kind = {"v1": "v1 JSON", "csv": "v1 CSV", "v2": "V2"}[self.body.split("-")[0]]
-        records = int(self.body.split("-")[1])
-        return f"{kind}, {records:,} record{'s' * (records > 1)}, {self.connections} connections"
+        plural = "s" * (self.records > 1)
+        return f"{kind}, {self.records:,} record{plural}, {self.connections} connections"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,7 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         for case in args.case or [ProfileCase.parse(text) for text in DEFAULT_CASES]:
             url = server.url + case.path
             run_wrk(url, bodies[case.body], case.connections, WARM_UP_SECONDS)
-            load, profile = record(py_spy, worker, args.rate, args.seconds, url, case, setup)
+            body = bodies[case.body]
+            load, profile = record(
+                py_spy, worker, args.rate, url, body, case.connections, args.seconds
+            )
             log.info("%s: %d samples, %.0f req/s", case.title, profile.total, load.rate)
             results.append((case, load, profile))
     command = shlex.join([".venv/bin/python", "-m", "bench.profile", *(argv or sys.argv[1:])])
@@ -113,7 +121,7 @@ def py_spy_path() -> str:
 
 
 def record(
-    py_spy: str, pid: int, rate: int, seconds: float, url: str, case: ProfileCase, setup: Setup
+    py_spy: str, pid: int, rate: int, url: str, body: Body, connections: int, seconds: float
 ) -> tuple[LoadResult, spy.Profile]:
     """Sample `pid` for `seconds` while wrk loads it (one second longer, so it covers them)."""
     with tempfile.TemporaryDirectory() as folder:
@@ -124,7 +132,7 @@ def record(
         ]  # fmt: skip
         sampler = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         try:
-            load = run_wrk(url, setup.bodies[case.body], case.connections, seconds + 1)
+            load = run_wrk(url, body, connections, seconds + 1)
             output, _ = sampler.communicate(timeout=seconds + 60)
         finally:
             if sampler.poll() is None:
@@ -162,14 +170,18 @@ def document(
     ]
     for case, load, profile in results:
         parts += ["", f"#### {case.title}", "", _summary(load, profile, case), ""]
-        parts += [_where_table(profile), "", _package_table(profile)]
+        parts += [
+            _where_table(profile),
+            "",
+            _totals("By function of the service", profile.by_where(), profile),
+        ]
+        parts += ["", _totals("By package running", profile.by_package(), profile)]
     return "\n".join(parts)
 
 
 def _summary(load: LoadResult, profile: spy.Profile, case: ProfileCase) -> str:
-    records = int(case.body.split("-")[1])
     return (
-        f"wrk while sampled: {load.rate:,.1f} req/s ({load.rate * records:,.0f} rows/s), "
+        f"wrk while sampled: {load.rate:,.1f} req/s ({load.rate * case.records:,.0f} rows/s), "
         f"p99 {load.p99_ms:.1f} ms, errors {load.errors}. Samples: {profile.total:,}; busy "
         f"{_share(profile.busy_total, profile.total)}, waiting for the GIL "
         f"{_share(profile.gil_wait, profile.total)}, idle {_share(profile.idle, profile.total)}."
@@ -188,10 +200,10 @@ def _where_table(profile: spy.Profile) -> str:
     return "\n".join(lines)
 
 
-def _package_table(profile: spy.Profile) -> str:
+def _totals(title: str, counts: Counter[str], profile: spy.Profile) -> str:
     busy = profile.busy_total
-    shares = [f"{name} {_share(n, busy)}" for name, n in profile.by_package().most_common()]
-    return "By package running: " + ", ".join(shares) + "."
+    shares = [f"{name} {_share(n, busy)}" for name, n in counts.most_common(TOP_ROWS)]
+    return f"{title}: " + ", ".join(shares) + "."
 
 
 def _share(count: int, total: int) -> str:
