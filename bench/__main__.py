@@ -18,7 +18,7 @@ from pathlib import Path
 from bench import limits, mlserver_setup, report
 from bench.cases import BATCH_SIZES, all_cases, baseline_cases
 from bench.load import wrk_path
-from bench.payloads import churn_records, write_bodies
+from bench.payloads import Body, churn_records, write_bodies
 from bench.runner import REPO, Run, Setup, run_cases
 from service.layout import read_pointer
 from service.manifest import Manifest
@@ -43,10 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds = args.seconds or (1.0 if args.smoke else 4.0 if args.quick else 10.0)
     rounds = args.rounds or (1 if quick else 2)
     use_mlserver = not (args.no_mlserver or args.smoke)
-    folder = REPO / "models" / "churn"
-    version_dir = folder / read_pointer(folder)
-    manifest = Manifest.load(version_dir)
-    bodies = write_bodies(manifest, CACHE / "bodies", [1, *BATCH_SIZES])
+    version_dir, manifest, bodies = committed_churn()
     log.info("raw onnxruntime limit, in-process")
     records = churn_records(manifest, max(BATCH_SIZES))
     raw = limits.measure(
@@ -77,6 +74,15 @@ def main(argv: list[str] | None = None) -> int:
         report.write_section(args.out, text)
         log.info("wrote %s", args.out)
     return 0
+
+
+def committed_churn() -> tuple[Path, Manifest, dict[str, Body]]:
+    """The churn version the committed pointer names, its manifest, and the request bodies
+    (written once to bench/.cache/bodies)."""
+    folder = REPO / "models" / "churn"
+    version_dir = folder / read_pointer(folder)
+    manifest = Manifest.load(version_dir)
+    return version_dir, manifest, write_bodies(manifest, CACHE / "bodies", [1, *BATCH_SIZES])
 
 
 def _document(

@@ -25,13 +25,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import report, spy
-from bench.__main__ import CACHE, machine, package_version
+from bench.__main__ import CACHE, committed_churn, machine, package_version
 from bench.cases import BATCH_SIZES, OURS, V1, V2
 from bench.load import LoadResult, run_wrk, wrk_path
-from bench.payloads import Body, write_bodies
-from bench.runner import REPO, WARM_UP_SECONDS, Setup, started
-from service.layout import read_pointer
-from service.manifest import Manifest
+from bench.payloads import Body
+from bench.runner import WARM_UP_SECONDS, Setup, started
 
 # The benchmark's cases whose targets are not met on the 2-core machine (bench/RESULTS.md).
 DEFAULT_CASES = ("v1-1:16", "v1-10000:2")
@@ -85,18 +83,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     wrk_path()
     py_spy = py_spy_path()
-    folder = REPO / "models" / "churn"
-    version_dir = folder / read_pointer(folder)
-    manifest = Manifest.load(version_dir)
-    bodies = write_bodies(manifest, CACHE / "bodies", [1, *BATCH_SIZES])
+    version_dir, manifest, bodies = committed_churn()
     setup = Setup(CACHE, bodies, args.seconds, version_dir)
     results: list[tuple[ProfileCase, LoadResult, spy.Profile]] = []
     with started(setup, OURS) as server:
         (worker,) = server.workers()
         for case in args.case or [ProfileCase.parse(text) for text in DEFAULT_CASES]:
-            url = server.url + case.path
-            run_wrk(url, bodies[case.body], case.connections, WARM_UP_SECONDS)
-            body = bodies[case.body]
+            url, body = server.url + case.path, bodies[case.body]
+            run_wrk(url, body, case.connections, WARM_UP_SECONDS)
             load, profile = record(
                 py_spy, worker, args.rate, url, body, case.connections, args.seconds
             )

@@ -103,15 +103,16 @@ class Profile:
         return self.busy_total + self.gil_wait + self.idle
 
     def by_where(self) -> Counter[str]:
-        totals: Counter[str] = Counter()
-        for (where, _), count in self.busy.items():
-            totals[where] += count
-        return totals
+        return self._summed(0)
 
     def by_package(self) -> Counter[str]:
+        return self._summed(1)
+
+    def _summed(self, part: int) -> Counter[str]:
+        """Busy counts summed over one part of the (where, running) key."""
         totals: Counter[str] = Counter()
-        for (_, running), count in self.busy.items():
-            totals[running] += count
+        for key, count in self.busy.items():
+            totals[key[part]] += count
         return totals
 
 
