@@ -226,9 +226,7 @@ def _results(
         finally:
             for _, future in pending:
                 future.cancel()
-    except UnterminatedQuote as exc:
-        raise ScoreError(f"{args.input}: {exc}") from exc
-    except SourceChanged as exc:
+    except (UnterminatedQuote, SourceChanged) as exc:
         raise ScoreError(f"{args.input}: {exc}") from exc
     except OSError as exc:
         raise ScoreError(f"{args.input}: cannot read ({exc.strerror})") from exc
