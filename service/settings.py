@@ -33,6 +33,14 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[SecretStr], NoDecode] = []
     body_timeout_seconds: float = Field(default=60.0, gt=0.0)
     graceful_timeout_seconds: int = Field(default=30, ge=1)
+    # Connections one worker holds open at once (idle and half-open ones too); past it a new
+    # connection gets a 503 and is closed. Keep it below the process's open-file limit.
+    max_connections: int = Field(default=512, ge=1)
+    # A model file larger than this is refused before it is read (each worker reads it whole).
+    max_model_bytes: int = Field(default=256 * MIB, ge=1024)
+    # A version must load and pass its self-check within this long, else it is refused; other
+    # tasks never wait for it.
+    load_timeout_seconds: float = Field(default=30.0, gt=0.0)
 
     @property
     def json_body_limit(self) -> int:
