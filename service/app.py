@@ -40,7 +40,7 @@ from service.logs import configure_logging
 from service.metrics import Metrics
 from service.middleware import RequestContext
 from service.openapi import build_openapi
-from service.registry import ModelRegistry
+from service.registry import LoadLimits, ModelRegistry
 from service.security import protect
 from service.settings import Settings
 
@@ -62,7 +62,10 @@ NO_OPENTELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs":
 def create_app(settings: Settings) -> FastAPI:
     """Build the app for these settings; models load in the lifespan, before the first request."""
     metrics = Metrics()
-    registry = ModelRegistry(settings.models_dir, settings.ort_threads, listener=metrics)
+    limits = LoadLimits(
+        settings.ort_threads, settings.max_model_bytes, settings.load_timeout_seconds
+    )
+    registry = ModelRegistry(settings.models_dir, listener=metrics, limits=limits)
     ctx = AppContext(settings, registry, metrics)
     app = FastAPI(
         title=TITLE,
@@ -70,6 +73,8 @@ def create_app(settings: Settings) -> FastAPI:
         version=v2.package_version(),
         lifespan=_lifespan(ctx),
         telemetry=NO_OPENTELEMETRY,
+        # A redirect would build its absolute Location from the client's Host header.
+        redirect_slashes=False,
     )
     app.state.context = ctx
     for router in (v1.router, v2.router, health.router, admin.router, web.router):
@@ -153,7 +158,7 @@ async def _poll(registry: ModelRegistry, interval: float) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
-            await run_in_threadpool(registry.refresh)
+            await run_in_threadpool(registry.poll)
         except RegistryUnreadable as exc:
             logger.warning("registry poll failed", extra={"fields": {"error": str(exc)}})
         except Exception:

@@ -13,9 +13,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from service.layout import UnsafeFile, is_file_name, open_artefact
 
 MANIFEST_FILE = "manifest.json"
+MANIFEST_MAX_BYTES = 16 * 1024 * 1024
 SCHEMA_VERSION = 1
 
 FeatureType = Literal["float", "int", "bool", "category"]
@@ -25,6 +28,10 @@ Scalar = float | int | bool | str
 
 class ManifestError(Exception):
     """A manifest file is missing, unreadable or does not follow the contract."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.reason = reason  # without the path, for messages that name the version instead
 
 
 class _Frozen(BaseModel):
@@ -70,6 +77,14 @@ class OnnxInfo(_Frozen):
     opset: int
     inputs: list[str]
     outputs: list[str]
+
+    @field_validator("file")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        """The model must sit in the version folder: no path, so no way out of it."""
+        if not is_file_name(value):
+            raise ValueError("must be a plain file name in the version folder (no path)")
+        return value
 
 
 class Evaluation(_Frozen):
@@ -164,14 +179,25 @@ class Manifest(_Frozen):
 
     @classmethod
     def load(cls, folder: Path) -> Manifest:
-        """Read and validate `folder/manifest.json`; any problem is a ManifestError."""
+        """Read and validate `folder/manifest.json`; any problem is a ManifestError.
+
+        The file is read confined to the folder and bounded; the message names the keys that
+        are wrong but not their values, which could be anything (it is shown on /readyz).
+        """
         path = folder / MANIFEST_FILE
         try:
-            return cls.model_validate_json(path.read_bytes())
+            with open_artefact(folder, MANIFEST_FILE, MANIFEST_MAX_BYTES) as handle:
+                data = handle.read(MANIFEST_MAX_BYTES + 1)
+        except UnsafeFile as exc:
+            raise ManifestError(path, str(exc)) from exc
         except OSError as exc:
-            raise ManifestError(f"{path}: cannot read ({exc.strerror})") from exc
+            raise ManifestError(path, f"cannot read ({exc.strerror})") from exc
+        if len(data) > MANIFEST_MAX_BYTES:
+            raise ManifestError(path, f"larger than {MANIFEST_MAX_BYTES} bytes")
+        try:
+            return cls.model_validate_json(data)
         except ValidationError as exc:
-            raise ManifestError(f"{path}: not a valid manifest: {exc}") from exc
+            raise ManifestError(path, f"not a valid manifest: {_summary(exc)}") from exc
 
     def dump(self, folder: Path) -> Path:
         """Write the manifest beside the model; used by training only."""
@@ -199,3 +225,13 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _summary(exc: ValidationError) -> str:
+    """Each problem as `key.path: message`, without the offending value."""
+    problems = [
+        f"{'.'.join(str(part) for part in error['loc']) or 'manifest'}: {error['msg']}"
+        for error in exc.errors(include_url=False, include_input=False)
+    ]
+    more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+    return "; ".join(problems[:5]) + more

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +19,8 @@ from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
 from service.batch import Batch
 from service.errors import ArtefactError, ArtefactMismatch, InvalidInput, SelfCheckFailed
-from service.manifest import Manifest, ManifestError
+from service.layout import LOAD_TIMEOUT_SECONDS, MAX_MODEL_BYTES, UnsafeFile, open_artefact
+from service.manifest import MANIFEST_FILE, Manifest, ManifestError, OnnxInfo
 from service.records import batch_from_records
 from service.tensor_json import TensorsDecoder
 from service.typed_json import RecordsDecoder
@@ -25,6 +30,8 @@ PROBABILITIES = "probabilities"
 REQUIRED_OUTPUTS = ("label", PROBABILITIES)
 ONNX_TYPES = {"float": "tensor(float)", "string": "tensor(string)"}
 SELF_CHECK_TOLERANCE = 1e-5
+READ_CHUNK = 1 << 20
+QUIET = 4  # onnxruntime's log severity "fatal": errors are the service's to report
 # onnxruntime's errors derive straight from Exception; these are the ones loading or running raises.
 ORT_ERRORS: tuple[type[Exception], ...] = (
     ort_state.Fail,
@@ -65,9 +72,9 @@ class LoadedModel:
     def version(self) -> str:
         return self.manifest.version
 
-    def predict(self, batch: Batch) -> Prediction:
+    def predict(self, batch: Batch, options: ort.RunOptions | None = None) -> Prediction:
         """One session run for the whole batch; the label comes from the manifest's threshold."""
-        (probabilities,) = self.session.run([PROBABILITIES], batch.inputs)
+        (probabilities,) = self.session.run([PROBABILITIES], batch.inputs, options)
         return Prediction(probabilities, self.decide(probabilities))
 
     def decide(self, probabilities: npt.NDArray[np.float32]) -> npt.NDArray[np.intp]:
@@ -82,21 +89,84 @@ class LoadedModel:
         return classes
 
 
-def load_model(folder: Path, threads: int) -> LoadedModel:
-    """Load a version folder and prove it servable: manifest, sha256, signature, self-check."""
+def load_model(
+    folder: Path,
+    threads: int,
+    *,
+    max_bytes: int = MAX_MODEL_BYTES,
+    timeout: float = LOAD_TIMEOUT_SECONDS,
+) -> LoadedModel:
+    """Load a version folder and prove it servable: manifest, sha256, signature, self-check.
+
+    Any failure is an ArtefactError naming `task/version` (never a machine path): a corrupt
+    graph makes onnxruntime raise almost anything, and one bad version must never stop the
+    others. A self-check still running `timeout` seconds after the load began is stopped.
+    """
+    where = f"{folder.parent.name}/{folder.name}"
+    deadline = time.monotonic() + timeout
+    try:
+        return _load(folder, where, threads, max_bytes, deadline)
+    except ArtefactError:
+        raise
+    except Exception as exc:
+        raise ArtefactError(f"{where}: cannot be loaded ({_describe(exc)})") from exc
+
+
+def self_check(model: LoadedModel, deadline: float | None = None) -> float:
+    """Run the manifest's example records through the full request path; return the max abs diff.
+
+    With a deadline (time.monotonic()), onnxruntime is told to stop the run when it passes, so
+    a pathologically slow graph is refused instead of holding the loader.
+    """
+    manifest, where = model.manifest, f"{model.name}/{model.version}"
+    if not manifest.examples:
+        raise SelfCheckFailed(f"{where}: the manifest has no examples to self-check with")
+    records = [example.record for example in manifest.examples]
+    expected = np.asarray([example.probabilities for example in manifest.examples])
+    try:
+        batch = batch_from_records(model.validator, records)
+    except InvalidInput as exc:
+        raise SelfCheckFailed(
+            f"{where}: the manifest's examples are not valid input: {exc}"
+        ) from exc
+    options = ort.RunOptions()
+    options.log_severity_level = QUIET
+    with _stopped_at(deadline, options):
+        try:
+            got = model.predict(batch, options).probabilities
+        except ORT_ERRORS as exc:
+            if options.terminate:
+                raise SelfCheckFailed(f"{where}: the self-check ran out of time") from exc
+            raise SelfCheckFailed(f"{where}: the model fails on its examples: {exc}") from exc
+    if got.shape != expected.shape:
+        raise SelfCheckFailed(f"{where}: probabilities shape {got.shape} != {expected.shape}")
+    gap = float(np.max(np.abs(got.astype(np.float64) - expected)))
+    if not gap <= SELF_CHECK_TOLERANCE:
+        raise SelfCheckFailed(
+            f"{where}: probabilities differ from the manifest's by {gap:.3g} "
+            f"(> {SELF_CHECK_TOLERANCE:g})"
+        )
+    return gap
+
+
+def _load(folder: Path, where: str, threads: int, max_bytes: int, deadline: float) -> LoadedModel:
     try:
         manifest = Manifest.load(folder)
     except ManifestError as exc:
-        raise ArtefactError(str(exc)) from exc
-    _check_identity(manifest, folder)
-    model_bytes = _read_verified(folder / manifest.onnx.file, manifest.onnx.sha256)
+        raise ArtefactError(f"{where}: {MANIFEST_FILE}: {exc.reason}") from exc
+    _check_identity(manifest, folder, where)
+    model_bytes = _read_verified(folder, manifest.onnx, where, max_bytes)
     try:
         session = ort.InferenceSession(
-            model_bytes, _options(threads), providers=["CPUExecutionProvider"]
+            model_bytes,
+            _options(threads),
+            providers=["CPUExecutionProvider"],
+            enable_fallback=0,  # no retry (and no message on stdout) for a broken model
         )
     except ORT_ERRORS as exc:
-        raise ArtefactMismatch(f"{folder}: onnxruntime cannot load the model: {exc}") from exc
-    _check_signature(manifest, session, folder)
+        raise ArtefactMismatch(f"{where}: onnxruntime cannot load the model: {exc}") from exc
+    del model_bytes  # the session holds its own copy; a big file should not be held twice
+    _check_signature(manifest, session, where)
     validator = Validator(manifest)
     model = LoadedModel(
         manifest,
@@ -107,87 +177,98 @@ def load_model(folder: Path, threads: int) -> LoadedModel:
         folder,
         datetime.now(UTC),
     )
-    self_check(model)
+    self_check(model, deadline)
     return model
-
-
-def self_check(model: LoadedModel) -> float:
-    """Run the manifest's example records through the full request path; return the max abs diff."""
-    manifest = model.manifest
-    if not manifest.examples:
-        raise SelfCheckFailed(f"{model.path}: the manifest has no examples to self-check with")
-    records = [example.record for example in manifest.examples]
-    expected = np.asarray([example.probabilities for example in manifest.examples])
-    try:
-        got = model.predict(batch_from_records(model.validator, records)).probabilities
-    except InvalidInput as exc:
-        raise SelfCheckFailed(
-            f"{model.path}: the manifest's examples are not valid input: {exc}"
-        ) from exc
-    except ORT_ERRORS as exc:
-        raise SelfCheckFailed(f"{model.path}: the model fails on its examples: {exc}") from exc
-    if got.shape != expected.shape:
-        raise SelfCheckFailed(f"{model.path}: probabilities shape {got.shape} != {expected.shape}")
-    gap = float(np.max(np.abs(got.astype(np.float64) - expected)))
-    if not gap <= SELF_CHECK_TOLERANCE:
-        raise SelfCheckFailed(
-            f"{model.path}: probabilities differ from the manifest's by {gap:.3g} "
-            f"(> {SELF_CHECK_TOLERANCE:g})"
-        )
-    return gap
 
 
 def _options(threads: int) -> ort.SessionOptions:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    # Failures are raised and reported by the service in its own log lines; onnxruntime's own
+    # plain-text copies would break the JSON-lines log.
+    options.log_severity_level = QUIET
     return options
 
 
-def _check_identity(manifest: Manifest, folder: Path) -> None:
+@contextlib.contextmanager
+def _stopped_at(deadline: float | None, options: ort.RunOptions) -> Iterator[None]:
+    """Set `options.terminate` when the deadline passes (onnxruntime checks it between nodes)."""
+    if deadline is None:
+        yield
+        return
+    timer = threading.Timer(max(0.0, deadline - time.monotonic()), _terminate, (options,))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+def _terminate(options: ort.RunOptions) -> None:
+    options.terminate = True
+
+
+def _check_identity(manifest: Manifest, folder: Path, where: str) -> None:
     if manifest.name != folder.parent.name or manifest.version != folder.name:
         raise ArtefactMismatch(
-            f"{folder}: manifest says {manifest.name}/{manifest.version}, "
+            f"{where}: manifest says {manifest.name}/{manifest.version}, "
             f"the folder is {folder.parent.name}/{folder.name}"
         )
     if manifest.onnx.outputs[:2] != list(REQUIRED_OUTPUTS):
         raise ArtefactMismatch(
-            f"{folder}: outputs {manifest.onnx.outputs} != {list(REQUIRED_OUTPUTS)}"
+            f"{where}: outputs {manifest.onnx.outputs} != {list(REQUIRED_OUTPUTS)}"
         )
 
 
-def _read_verified(path: Path, sha256: str) -> bytes:
-    """Read once and hash those bytes, so the file checked is exactly the file loaded."""
+def _read_verified(folder: Path, onnx: OnnxInfo, where: str, max_bytes: int) -> bytes:
+    """Read the model once, confined and bounded, hashing as it streams in, so the file checked
+    is exactly the file loaded."""
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ArtefactError(f"{path}: cannot read ({exc.strerror})") from exc
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != sha256:
-        raise ArtefactMismatch(f"{path}: sha256 {actual[:12]}… != manifest {sha256[:12]}…")
-    return data
+        handle = open_artefact(folder, onnx.file, max_bytes)
+    except UnsafeFile as exc:
+        raise ArtefactMismatch(f"{where}: {exc} (limit: PREDICT_MAX_MODEL_BYTES)") from exc
+    digest, chunks, size = hashlib.sha256(), [], 0
+    with handle:
+        while chunk := handle.read(READ_CHUNK):
+            size += len(chunk)
+            if size > max_bytes:  # it grew after it was opened
+                raise ArtefactMismatch(f"{where}: {onnx.file} is over {max_bytes} bytes")
+            digest.update(chunk)
+            chunks.append(chunk)
+    actual = digest.hexdigest()
+    if actual != onnx.sha256:
+        raise ArtefactMismatch(f"{where}: sha256 {actual[:12]}… != manifest {onnx.sha256[:12]}…")
+    return b"".join(chunks)
 
 
-def _check_signature(manifest: Manifest, session: ort.InferenceSession, folder: Path) -> None:
+def _describe(exc: BaseException) -> str:
+    """`Type: first line of the message`, short: shown on /readyz."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
+
+
+def _check_signature(manifest: Manifest, session: ort.InferenceSession, where: str) -> None:
     inputs: list[Any] = session.get_inputs()
     expected = [(f.name, ONNX_TYPES[f.onnx_type]) for f in manifest.features]
     actual = [(i.name, i.type) for i in inputs]
     if actual != expected:
-        raise ArtefactMismatch(f"{folder}: inputs {actual} != manifest {expected}")
+        raise ArtefactMismatch(f"{where}: inputs {actual} != manifest {expected}")
     for node in inputs:
         if len(node.shape) != 2 or node.shape[1] not in (1, None, "None"):
             raise ArtefactMismatch(
-                f"{folder}: input {node.name!r} has shape {node.shape}, not [n, 1]"
+                f"{where}: input {node.name!r} has shape {node.shape}, not [n, 1]"
             )
     outputs = {o.name: o for o in session.get_outputs()}
     missing = [name for name in REQUIRED_OUTPUTS if name not in outputs]
     if missing:
-        raise ArtefactMismatch(f"{folder}: the graph has no output {missing}")
+        raise ArtefactMismatch(f"{where}: the graph has no output {missing}")
     probabilities = outputs[PROBABILITIES]
     if probabilities.type != "tensor(float)" or len(probabilities.shape) != 2:
         raise ArtefactMismatch(
-            f"{folder}: output 'probabilities' is {probabilities.type} {probabilities.shape}"
+            f"{where}: output 'probabilities' is {probabilities.type} {probabilities.shape}"
         )
     columns, labels = probabilities.shape[1], len(manifest.labels)
     if isinstance(columns, int) and columns != labels:
-        raise ArtefactMismatch(f"{folder}: {columns} probability columns for {labels} labels")
+        raise ArtefactMismatch(f"{where}: {columns} probability columns for {labels} labels")

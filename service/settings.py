@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from service.layout import LOAD_TIMEOUT_SECONDS, MAX_MODEL_BYTES
+
 MIB = 1024 * 1024
 
 
@@ -37,10 +39,10 @@ class Settings(BaseSettings):
     # connection gets a 503 and is closed. Keep it below the process's open-file limit.
     max_connections: int = Field(default=512, ge=1)
     # A model file larger than this is refused before it is read (each worker reads it whole).
-    max_model_bytes: int = Field(default=256 * MIB, ge=1024)
+    max_model_bytes: int = Field(default=MAX_MODEL_BYTES, ge=1024)
     # A version must load and pass its self-check within this long, else it is refused; other
     # tasks never wait for it.
-    load_timeout_seconds: float = Field(default=30.0, gt=0.0)
+    load_timeout_seconds: float = Field(default=LOAD_TIMEOUT_SECONDS, gt=0.0)
 
     @property
     def json_body_limit(self) -> int:

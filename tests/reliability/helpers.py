@@ -1,11 +1,13 @@
-"""Helpers of the reliability tests: fuzzing settings, a model oracle, process memory."""
+"""Helpers of the reliability tests: fuzzing settings, a model oracle, load, process memory."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import math
+import threading
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +113,53 @@ def _status_mib(pid: int, key: str) -> float:
         if line.startswith(f"{key}:"):
             return int(line.split()[1]) / 1024
     raise AssertionError(f"no {key} for pid {pid}")
+
+
+@dataclass
+class Answer:
+    status: int | None
+    version: str | None
+    probability: float | None
+    error: str | None = None
+
+
+@dataclass
+class Load:
+    """`clients` threads predicting one record in a loop until stopped; every answer is kept."""
+
+    url: str
+    record: dict[str, Any]
+    path: str = "/v1/models/churn/predict"
+    clients: int = 3
+    answers: list[Answer] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def __enter__(self) -> Load:
+        self._threads = [threading.Thread(target=self._run) for _ in range(self.clients)]
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=30.0) as client:
+            while not self._stop.is_set():
+                self.answers.append(self._one(client))
+
+    def _one(self, client: httpx.Client) -> Answer:
+        try:
+            response = client.post(self.path, json={"records": [self.record]})
+        except httpx.HTTPError as exc:
+            return Answer(None, None, None, repr(exc))
+        if response.status_code != 200:
+            return Answer(response.status_code, None, None, response.text[:200])
+        body = response.json()
+        return Answer(200, body["version"], body["predictions"][0]["probability"])
 
 
 class InProcessClient:

@@ -14,6 +14,7 @@ models at start-up.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -30,10 +31,13 @@ import pytest
 
 from service.layout import read_pointer
 from service.manifest import Manifest
+from tests.reliability.helpers import rss_mib
 from tests.service.helpers import REPO, Server, copy_registry, manifest_of
 from training.registry import promote
 
 WAIT_SECONDS = 30.0
+MAX_MODEL_BYTES = 1024 * 1024
+_VERSIONS = itertools.count(1)
 POLL = "0.1"
 SETPRIV = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
 needs_setpriv = pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs util-linux")
@@ -48,7 +52,11 @@ def models(registry_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 def server(models: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     if shutil.which("setpriv") is None:
         pytest.skip("needs setpriv (util-linux)")
-    env = {"PREDICT_POLL_INTERVAL_SECONDS": POLL, "PREDICT_ADMIN_TOKEN": "faults-token"}
+    env = {
+        "PREDICT_POLL_INTERVAL_SECONDS": POLL,
+        "PREDICT_ADMIN_TOKEN": "faults-token",
+        "PREDICT_MAX_MODEL_BYTES": str(MAX_MODEL_BYTES),
+    }
     log = tmp_path_factory.mktemp("faults-log") / "server.log"
     # As root but without the capabilities that bypass file permissions, so chmod 000 bites.
     running = Server(models, log, env, command_prefix=list(SETPRIV)).start()
@@ -115,12 +123,12 @@ def test_a_pointer_to_a_missing_folder_is_refused(
 @pytest.mark.parametrize(
     ("content", "words"),
     [
-        (b"", "is not a version name"),
-        (b"\n\n  \n", "is not a version name"),
-        (b"../../etc/passwd\n", "is not a version name"),
-        (b"/etc\n", "is not a version name"),
-        (b"\xff\xfe\x00garbage", "cannot read the pointer"),
-        (b"x" * 100_000, "is not a version name"),
+        (b"", "version id invalid"),
+        (b"\n\n  \n", "version id invalid"),
+        (b"../../etc/passwd\n", "version id invalid"),
+        (b"/etc\n", "version id invalid"),
+        (b"\xff\xfe\x00garbage", "version id invalid (not ASCII)"),
+        (b"x" * 100_000, "pointer is larger than 256 bytes"),
     ],
     ids=["empty", "blank-lines", "traversal", "absolute", "binary", "huge"],
 )
@@ -136,9 +144,78 @@ def test_a_pointer_that_is_a_folder_or_is_gone_is_refused(
 ) -> None:
     pointer = models / "churn" / "current"
     pointer.unlink()
-    _assert_refused_while_serving(models, client, good, None, "cannot read the pointer")
+    _assert_refused_while_serving(models, client, good, None, "pointer is missing")
     pointer.mkdir()
-    _assert_refused_while_serving(models, client, good, None, "cannot read the pointer")
+    _assert_refused_while_serving(models, client, good, None, "pointer is not a regular file")
+
+
+@pytest.mark.parametrize("path", ["../../../../dev/zero", "/etc/passwd", "sub/model.onnx", ".."])
+def test_a_model_file_named_outside_the_version_folder_is_refused_unread(
+    models: Path, server: Server, client: httpx.Client, good: Manifest, path: str
+) -> None:
+    """`onnx.file` is a plain name; a path (which once read /dev/zero to 5 GB) never reaches
+    the disk, and the refusal does not echo it."""
+    assert server.process is not None
+    rss_before = rss_mib(server.process.pid)
+    version = _fresh_version()
+    _clone(models / "churn", good.version, version, lambda m: m["onnx"].update(file=path))
+    _point(models / "churn", version.encode())
+    _assert_refused_while_serving(models, client, good, version, "plain file name")
+    assert path not in client.get("/readyz").text
+    assert rss_mib(server.process.pid) - rss_before < 50
+
+
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        (lambda model: model.symlink_to("/dev/zero"), "leaves the version folder"),
+        (lambda model: model.symlink_to("../current"), "leaves the version folder"),
+        (os.mkfifo, "not a regular file"),
+        (lambda model: model.mkdir(), "not a regular file"),
+        (lambda model: model.write_bytes(b"\0" * (MAX_MODEL_BYTES + 1)), "over the limit"),
+    ],
+    ids=["symlink-to-device", "symlink-out", "fifo", "folder", "over-the-cap"],
+)
+def test_a_model_file_that_is_not_a_small_regular_file_in_the_folder_is_refused(
+    models: Path,
+    client: httpx.Client,
+    good: Manifest,
+    make: Callable[[Path], object],
+    words: str,
+) -> None:
+    version = _fresh_version()
+    folder = _clone(models / "churn", good.version, version)
+    (folder / "model.onnx").unlink()
+    make(folder / "model.onnx")
+    _point(models / "churn", version.encode())
+    _assert_refused_while_serving(models, client, good, version, words)
+    assert "/dev/zero" not in client.get("/readyz").text
+
+
+def test_a_model_file_symlinked_inside_its_folder_is_served(
+    models: Path, client: httpx.Client, good: Manifest
+) -> None:
+    version = _fresh_version()
+    folder = _clone(models / "churn", good.version, version)
+    (folder / "model.onnx").rename(folder / "graph.onnx")
+    (folder / "model.onnx").symlink_to("graph.onnx")
+    _point(models / "churn", version.encode())
+    _wait(lambda: client.get("/v1/models/churn").json()["version"] == version)
+    promote(models / "churn", good.version)  # the next test expects the original served
+    _wait(lambda: client.get("/v1/models/churn").json()["version"] == good.version)
+
+
+def test_a_pointer_that_links_elsewhere_is_refused_without_echoing_it(
+    models: Path, client: httpx.Client, good: Manifest
+) -> None:
+    """Its content was once shown on /readyz, which anyone may read."""
+    pointer = models / "churn" / "current"
+    pointer.unlink()
+    pointer.symlink_to("/etc/passwd")
+    _assert_refused_while_serving(models, client, good, None, "pointer is not a regular file")
+    ready = client.get("/readyz").text
+    assert "root" not in ready and "passwd" not in ready
+    pointer.unlink()
 
 
 @needs_setpriv
@@ -238,6 +315,11 @@ def _wait(check: Callable[[], Any], seconds: float = WAIT_SECONDS) -> Any:
             return result
         time.sleep(0.02)
     raise AssertionError(f"condition not met within {seconds}s")
+
+
+def _fresh_version() -> str:
+    """A version name no other test of the module uses (parametrized tests need one each)."""
+    return f"29990299T{next(_VERSIONS):06d}Z"
 
 
 def _staging(task_dir: Path) -> list[str]:

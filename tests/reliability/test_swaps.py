@@ -13,10 +13,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,60 +24,13 @@ import pytest
 from service.layout import read_pointer
 from service.manifest import Manifest
 from tests.reliability.conftest import StartServer
-from tests.reliability.helpers import Oracle
+from tests.reliability.helpers import Load, Oracle
 from tests.service.helpers import copy_registry, manifest_of, train_task
 from training.registry import locked, promote, publish, staging
 
-CLIENTS = 3
 SWAPS = 5
 HOLD_SECONDS = 0.6  # each version serves this long under load before the next is promoted
 WAIT_SECONDS = 30.0
-PREDICT = "/v1/models/churn/predict"
-
-
-@dataclass
-class Answer:
-    status: int | None
-    version: str | None
-    probability: float | None
-    error: str | None = None
-
-
-@dataclass
-class Load:
-    """CLIENTS threads predicting one record in a loop until stopped; every answer is kept."""
-
-    url: str
-    record: dict[str, Any]
-    answers: list[Answer] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _threads: list[threading.Thread] = field(default_factory=list)
-
-    def __enter__(self) -> Load:
-        self._threads = [threading.Thread(target=self._run) for _ in range(CLIENTS)]
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=30)
-
-    def _run(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=30.0) as client:
-            while not self._stop.is_set():
-                self.answers.append(self._one(client))
-
-    def _one(self, client: httpx.Client) -> Answer:
-        try:
-            response = client.post(PREDICT, json={"records": [self.record]})
-        except httpx.HTTPError as exc:
-            return Answer(None, None, None, repr(exc))
-        if response.status_code != 200:
-            return Answer(response.status_code, None, None, response.text[:200])
-        body = response.json()
-        return Answer(200, body["version"], body["predictions"][0]["probability"])
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +111,7 @@ def test_five_promotions_and_a_corrupt_one_under_load_fail_no_request(
         "versions_seen": seen,
         "seconds": round(duration, 1),
         "requests_per_second": round(len(answers) / duration),
-        "clients": CLIENTS,
+        "clients": load.clients,
     }
     _keep(figures)
     assert not failed, failed[:5]
