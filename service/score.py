@@ -80,7 +80,7 @@ def find_version(models_dir: Path, name: str) -> Path:
     try:
         return task_dir / read_pointer(task_dir)
     except PointerError as exc:
-        raise ScoreError(str(exc)) from exc
+        raise ScoreError(f"{task_dir}: {exc}") from exc
 
 
 def find_model(models_dir: Path, name: str) -> LoadedModel:
