@@ -102,6 +102,15 @@ class BadTensor(ServiceError):
     status_code = HTTPStatus.BAD_REQUEST
 
 
+class TooManyRows(BadTensor):
+    """A V2 input with more rows than one request may carry: `BatchTooLarge` in tensor terms."""
+
+    status_code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+
+    def __init__(self, name: str, rows: int, limit: int) -> None:
+        super().__init__(f"input {name!r} has {rows} rows; at most {limit} per request")
+
+
 class BodyTooLarge(ServiceError):
     status_code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from service.batch import Batch
-from service.errors import BadTensor, BatchTooLarge
+from service.errors import BadTensor, TooManyRows
 from service.manifest import Feature, Manifest
 from service.model import LoadedModel, Prediction
 from service.validation import Validator, ValuesInvalid
@@ -73,11 +73,18 @@ def batch_from_tensors(validator: Validator, inputs: Any, limit: int) -> Batch:
 
 
 def requested_outputs(outputs: Any) -> list[str]:
-    """The outputs the caller asked for (all by default); binary tensor data is not offered."""
+    """The outputs the caller asked for, each once; binary tensor data is not offered.
+
+    Absent or empty means all of them, as in Triton (an empty list requests nothing, so every
+    output is returned) and in the protocol's gRPC form, where an empty repeated field cannot be
+    told from an absent one. A name given twice is refused, as a repeated input is.
+    """
     if outputs is None:
         return list(OUTPUTS)
     if type(outputs) is not list:
         raise BadTensor("'outputs' must be a list")
+    if not outputs:
+        return list(OUTPUTS)
     names: list[str] = []
     for output in outputs:
         name = output.get("name") if type(output) is dict else None
@@ -85,6 +92,8 @@ def requested_outputs(outputs: Any) -> list[str]:
             raise BadTensor(
                 f"unknown output {str(name)[:80]!r}; the model's outputs are {list(OUTPUTS)}"
             )
+        if name in names:
+            raise BadTensor(f"output {name!r} is requested twice")
         parameters = output.get("parameters") or {}
         if type(parameters) is dict and parameters.get("binary_data") is True:
             raise BadTensor(f"output {name!r}: binary_data is not supported, request JSON data")
@@ -135,7 +144,7 @@ def _data(name: str, tensor: dict[str, Any], limit: int) -> list[Any]:
     if shape[0] < 1:
         raise BadTensor(f"input {name!r}: shape {shape} has no rows")
     if shape[0] > limit:
-        raise BatchTooLarge(shape[0], limit)
+        raise TooManyRows(name, shape[0], limit)
     data = _flatten(name, tensor.get("data"), shape)
     if len(data) != math.prod(shape):
         raise BadTensor(

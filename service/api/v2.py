@@ -1,7 +1,7 @@
 """Open Inference Protocol (KServe V2) REST: health, server and model metadata, infer.
 
 Errors use the protocol's `{"error": "..."}` body (see `service.app`): 400 bad input, 404 unknown
-model or version, 503 not ready.
+model or version, 413 a body or an input over its limit, 503 not ready.
 """
 
 from __future__ import annotations

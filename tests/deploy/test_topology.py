@@ -1,6 +1,6 @@
 """The docker-compose topology, run natively on loopback: the trainer writes a registry, two API
-replicas serve it behind nginx, and a retrain under traffic reaches every replica with no failed
-request. Everything is started and stopped by the test."""
+replicas serve it behind nginx (the scale profile's own config), and a retrain under traffic
+reaches every replica with no failed request. Everything is started and stopped by the test."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from service.manifest import Manifest
 from tests.service.helpers import REPO, Server, free_port
 
 from .conftest import require_tool
+from .fronts import front_config, local_config
 
 TASK = "churn"
 TRAIN_ROWS = "600"
@@ -54,50 +55,15 @@ def send(client: httpx.Client, record: dict[str, object]) -> tuple[int, str, str
     return (response.status_code, version, response.headers.get("x-upstream", ""))
 
 
-def nginx_config(prefix: Path, port: int, upstreams: list[int]) -> str:
-    """The scale profile's nginx.conf, pointed at loopback replicas and a private prefix."""
-    servers = "\n".join(
-        f"        server 127.0.0.1:{p} max_fails=3 fail_timeout=10s;" for p in upstreams
-    )
-    temp = "\n".join(
-        f"    {kind}_temp_path {prefix / kind};"
-        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    user = "user root;\n" if os.geteuid() == 0 else ""
-    return f"""{user}daemon off;
-worker_processes 1;
-pid {prefix / "nginx.pid"};
-error_log {prefix / "error.log"} warn;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-{temp}
-    upstream api {{
-{servers}
-        keepalive 16;
-    }}
-    server {{
-        listen 127.0.0.1:{port};
-        client_max_body_size 64m;
-        location / {{
-            proxy_pass http://api;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header X-Request-ID $request_id;
-            proxy_connect_timeout 2s;
-            proxy_read_timeout 60s;
-            proxy_next_upstream error timeout http_502 http_503;
-            add_header X-Upstream $upstream_addr always;
-        }}
-    }}
-}}
-"""
-
-
 def start_nginx(prefix: Path, port: int, upstreams: list[int]) -> subprocess.Popen[bytes]:
+    """The scale profile's own nginx.conf, pointed at loopback replicas and a private prefix; each
+    answer names the replica that gave it (X-Upstream)."""
     binary = require_tool("nginx")
     config = prefix / "nginx.conf"
-    config.write_text(nginx_config(prefix, port, upstreams))
+    upstream_header = "            add_header X-Upstream $upstream_addr always;\n"
+    config.write_text(
+        local_config(front_config("compose"), prefix, port, upstreams, location=upstream_header)
+    )
     check = subprocess.run(
         [binary, "-t", "-p", str(prefix), "-e", str(prefix / "error.log"), "-c", str(config)],
         capture_output=True,

@@ -107,15 +107,15 @@ def _row(manifest: Manifest) -> str:
     return ",".join(str(record[f.name]).lower() for f in manifest.features)
 
 
-def _million_row_tensors(manifest: Manifest) -> bytes:
+def _million_row_tensors(manifest: Manifest, rows: int = 1_000_000) -> bytes:
     """Every input with a million rows (20 MB of JSON): over the batch limit, a 413."""
     record = manifest.examples[0].record
     inputs = [
         {
             "name": f.name,
-            "shape": [1_000_000, 1],
+            "shape": [rows, 1],
             "datatype": {"category": "BYTES", "bool": "BOOL"}.get(f.type, "FP32"),
-            "data": [record[f.name]] * 1_000_000,
+            "data": [record[f.name]] * rows,
         }
         for f in manifest.features
     ]
@@ -207,6 +207,20 @@ def test_a_hostile_body_is_refused_in_bounded_memory_while_others_are_served(
     budget = BASE_BUDGET_MIB + BODY_FACTOR * len(body) / MIB
     assert growth < budget, f"peak RSS grew {growth:.0f} MiB for a {len(body) / MIB:.1f} MiB body"
     bystander.assert_served()
+
+
+def test_v2_rows_over_the_limit_are_a_413_that_names_the_input(
+    server: Server, churn: Manifest
+) -> None:
+    """The V2 refusal speaks of inputs and rows, as the protocol does, not of v1's `records`
+    (200,000 rows: under the JSON body limit, so the row limit is the one reached)."""
+    body = _million_row_tensors(churn, rows=200_000)
+    with server.client() as client:
+        response = client.post(INFER, content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 413, response.text[:300]
+    first = churn.features[0].name
+    expected = f"input {first!r} has 200000 rows; at most 10000 per request"
+    assert response.json() == {"error": expected}
 
 
 def test_a_body_over_the_default_limit_is_refused_before_it_is_read(

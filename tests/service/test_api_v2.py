@@ -13,6 +13,8 @@ import pytest
 import tritonclient.http as triton
 
 from service.manifest import Manifest
+from service.tensor_json import TensorsDecoder
+from service.validation import Validator
 from tests.service.helpers import Server
 
 INFER = "/v2/models/churn/infer"
@@ -201,6 +203,35 @@ def test_unknown_output_and_binary_outputs_are_refused(
     assert refused.status_code == 400 and "binary_data" in refused.json()["error"]
 
 
+@pytest.mark.parametrize(
+    ("outputs", "names"),
+    [
+        (None, ["label", "probabilities"]),
+        ([], ["label", "probabilities"]),  # Triton: nothing requested, so every output
+        ([{"name": "label"}], ["label"]),
+        ([{"name": "probabilities"}, {"name": "label"}], ["probabilities", "label"]),
+    ],
+)
+def test_requested_outputs_are_answered_in_the_order_asked(
+    client: httpx.Client, churn: Manifest, outputs: Any, names: list[str]
+) -> None:
+    payload = body(churn) if outputs is None else body(churn) | {"outputs": outputs}
+    response = client.post(INFER, json=payload)
+    assert response.status_code == 200, response.text
+    assert [o["name"] for o in response.json()["outputs"]] == names
+
+
+@pytest.mark.parametrize("name", ["label", "probabilities"])
+def test_an_output_requested_twice_is_refused(
+    client: httpx.Client, churn: Manifest, name: str
+) -> None:
+    twice = [{"name": name}, {"name": "label" if name != "label" else "probabilities"}]
+    twice.append({"name": name})
+    response = client.post(INFER, json=body(churn) | {"outputs": twice})
+    assert response.status_code == 400, response.text
+    assert response.json() == {"error": f"output {name!r} is requested twice"}
+
+
 def test_malformed_json_and_wrong_content_type(client: httpx.Client) -> None:
     malformed = client.post(INFER, content=b"{", headers={"Content-Type": "application/json"})
     assert malformed.status_code == 400 and "error" in malformed.json()
@@ -217,10 +248,14 @@ def test_unknown_model_or_version_is_404(client: httpx.Client, churn: Manifest) 
     assert client.get("/v2/no/such/route").json() == {"error": "Not Found"}
 
 
-def test_batch_over_the_limit_is_413(client: httpx.Client, churn: Manifest) -> None:
+def test_batch_over_the_limit_is_413_naming_the_input(
+    client: httpx.Client, churn: Manifest
+) -> None:
+    """The protocol's words (an input and its rows), not v1's `field 'records'`."""
     payload = body(churn, age={"shape": [10_001], "datatype": "FP32", "data": [40] * 10_001})
     response = client.post(INFER, json=payload)
-    assert response.status_code == 413 and "10000" in response.json()["error"]
+    assert response.status_code == 413, response.text
+    assert response.json() == {"error": "input 'age' has 10001 rows; at most 10000 per request"}
 
 
 def large(manifest: Manifest, rows: int) -> dict[str, Any]:
@@ -255,6 +290,44 @@ def test_a_large_body_gets_the_same_answer_on_either_path(
     expected = [e.probabilities for e in churn.examples]
     got = np.array(outputs["probabilities"]["data"]).reshape(1000, 2)
     np.testing.assert_allclose(got[: len(expected)], expected, atol=1e-5)
+
+
+def test_a_large_body_over_the_limit_is_413_naming_its_first_input(
+    client: httpx.Client, churn: Manifest
+) -> None:
+    """Every input over the limit, in the compact form the fast path reads: the same 413."""
+    response = post(client, large(churn, 10_001))
+    assert response.status_code == 413, response.text
+    first = churn.features[0].name
+    assert response.json() == {
+        "error": f"input {first!r} has 10001 rows; at most 10000 per request"
+    }
+
+
+@pytest.mark.parametrize(
+    ("outputs", "status", "names"),
+    [
+        ([], 200, ["label", "probabilities"]),
+        ([{"name": "probabilities"}], 200, ["probabilities"]),
+        ([{"name": "label"}, {"name": "label"}], 400, None),
+        ([{"name": "logits"}], 400, None),
+    ],
+)
+def test_a_large_body_gets_the_same_outputs_answer_on_either_path(
+    client: httpx.Client, churn: Manifest, outputs: Any, status: int, names: list[str] | None
+) -> None:
+    """The fast path reads these bodies (checked with its decoder) and hands `outputs` to the
+    general path's rule, so both paths answer, or refuse, alike."""
+    payload = large(churn, 1000) | {"outputs": outputs}
+    assert TensorsDecoder(Validator(churn)).decode(orjson.dumps(payload), 10_000) is not None
+    fast = post(client, payload)
+    general = post(client, payload | {"comment": "read by the general path"})
+    assert fast.status_code == general.status_code == status, fast.text[:300]
+    assert fast.json() == general.json()
+    if names is not None:
+        assert [o["name"] for o in fast.json()["outputs"]] == names
+    else:
+        assert "output" in fast.json()["error"]
 
 
 @pytest.mark.parametrize(
