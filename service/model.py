@@ -22,8 +22,6 @@ from service.errors import ArtefactError, ArtefactMismatch, InvalidInput, SelfCh
 from service.layout import LOAD_TIMEOUT_SECONDS, MAX_MODEL_BYTES, UnsafeFile, open_artefact
 from service.manifest import MANIFEST_FILE, Manifest, ManifestError, OnnxInfo
 from service.records import batch_from_records
-from service.tensor_json import TensorsDecoder
-from service.typed_json import RecordsDecoder
 from service.validation import Validator
 
 PROBABILITIES = "probabilities"
@@ -58,8 +56,6 @@ class LoadedModel:
 
     manifest: Manifest
     validator: Validator
-    json_records: RecordsDecoder  # v1 JSON bodies' fast path, built with the validator
-    json_tensors: TensorsDecoder  # v2 (Open Inference Protocol) JSON bodies' fast path, likewise
     session: ort.InferenceSession
     path: Path
     loaded_at: datetime
@@ -168,15 +164,7 @@ def _load(folder: Path, where: str, threads: int, max_bytes: int, deadline: floa
     del model_bytes  # the session holds its own copy; a big file should not be held twice
     _check_signature(manifest, session, where)
     validator = Validator(manifest)
-    model = LoadedModel(
-        manifest,
-        validator,
-        RecordsDecoder(validator),
-        TensorsDecoder(validator),
-        session,
-        folder,
-        datetime.now(UTC),
-    )
+    model = LoadedModel(manifest, validator, session, folder, datetime.now(UTC))
     self_check(model, deadline)
     return model
 

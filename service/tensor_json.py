@@ -29,6 +29,7 @@ quotes the caller's own values in its message.
 from __future__ import annotations
 
 import struct
+import weakref
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -38,6 +39,7 @@ import numpy.typing as npt
 import orjson
 
 from service.batch import Batch
+from service.tensors import FLOAT_TYPES, INTEGER_TYPES, QUICK_ROWS
 from service.validation import Validator, ValuesInvalid
 
 NULL = msgspec.Raw(b"null")  # a field the body leaves out reads as JSON null, as with .get()
@@ -75,13 +77,18 @@ class Decoded:
     outputs: Any
 
 
+def tensors_decoder(validator: Validator) -> TensorsDecoder:
+    """The decoder of one model version's tensors, built on first use and kept while it serves."""
+    decoder = _TENSORS_DECODERS.get(validator)
+    if decoder is None:  # two threads may both build it; either copy is right
+        decoder = _TENSORS_DECODERS[validator] = TensorsDecoder(validator)
+    return decoder
+
+
 class TensorsDecoder:
-    """Decodes `{"inputs": [...]}` for one model version's features; built when it loads."""
+    """Decodes `{"inputs": [...]}` for one model version's features."""
 
     def __init__(self, validator: Validator) -> None:
-        # Imported here: `service.tensors` imports `service.model`, which builds this decoder.
-        from service.tensors import FLOAT_TYPES, INTEGER_TYPES, QUICK_ROWS
-
         self._float_types, self._integer_types = FLOAT_TYPES, INTEGER_TYPES
         self._quick_rows = QUICK_ROWS
         self._decoder = msgspec.json.Decoder(_Body)
@@ -197,3 +204,9 @@ def _json(raw: msgspec.Raw, depth: int) -> Any:
     for _ in range(depth):
         value = value[0]
     return value
+
+
+# Keyed by the validator (one per loaded version), as `service.typed_json` keeps its decoders.
+_TENSORS_DECODERS: weakref.WeakKeyDictionary[Validator, TensorsDecoder] = (
+    weakref.WeakKeyDictionary()
+)

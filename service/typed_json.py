@@ -19,6 +19,7 @@ a repeated key keeps its last value in both (tests/service/test_typed_json.py).
 from __future__ import annotations
 
 import struct
+import weakref
 from collections.abc import Callable
 from types import GenericAlias
 from typing import Any, Literal
@@ -65,8 +66,16 @@ def column_reader(count: int) -> Callable[[list[Any]], Columns]:
     return read
 
 
+def records_decoder(validator: Validator) -> RecordsDecoder:
+    """The decoder of one model version's records, built on first use and kept while it serves."""
+    decoder = _RECORDS_DECODERS.get(validator)
+    if decoder is None:  # two threads may both build it; either copy is right
+        decoder = _RECORDS_DECODERS[validator] = RecordsDecoder(validator)
+    return decoder
+
+
 class RecordsDecoder:
-    """Decodes `{"records": [...]}` for one model version's features; built when it loads."""
+    """Decodes `{"records": [...]}` for one model version's features."""
 
     def __init__(self, validator: Validator) -> None:
         # Fields are named f0, f1, ... in feature order (any JSON key is a field through
@@ -121,3 +130,10 @@ class RecordsDecoder:
             )
         except ValuesInvalid:
             return None
+
+
+# Keyed by the validator (one per loaded version): a reloaded version gets its own decoder, and an
+# old version's goes with it when the last request on it ends.
+_RECORDS_DECODERS: weakref.WeakKeyDictionary[Validator, RecordsDecoder] = (
+    weakref.WeakKeyDictionary()
+)

@@ -16,6 +16,7 @@ from service.model import LoadedModel
 from service.predict import Answer, Result, TableResult, predict_table
 from service.records import batch_from_records, records_of
 from service.schemas import model_details, model_summary
+from service.typed_json import records_decoder
 
 PREDICT_ROUTE = "/v1/models/{task}/predict"
 router = APIRouter(prefix="/v1", tags=["v1"])
@@ -67,7 +68,7 @@ def _predict_json(model: LoadedModel, body: bytes, limit: int, state: State) -> 
 
     The record count goes to the access log as soon as it is known, also when a record is bad.
     """
-    batch = model.json_records.batch(body, limit)
+    batch = records_decoder(model.validator).batch(body, limit)
     if batch is None:  # the general path reads the rest, or names what is wrong
         records = records_of(parse_json(body), limit)
         state.records = len(records)

@@ -19,6 +19,7 @@ from service.batch import Batch
 from service.errors import BadTensor, VersionNotFound
 from service.model import LoadedModel
 from service.predict import Answer, Result
+from service.tensor_json import tensors_decoder
 from service.tensors import (
     batch_from_tensors,
     encode_outputs,
@@ -109,7 +110,7 @@ def _infer(model: LoadedModel, body: bytes, limit: int) -> Answer:
     A large valid body is read by the fast path (`service.tensor_json`); anything it declines
     is read by the general one, which names every problem.
     """
-    decoded = model.json_tensors.decode(body, limit)
+    decoded = tensors_decoder(model.validator).decode(body, limit)
     if decoded is not None:
         request_id = _request_id(decoded.id)
         outputs = requested_outputs(decoded.outputs)

@@ -19,14 +19,16 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from service import tensor_json
 from service.api.body import parse_json
 from service.api.v2 import _infer
 from service.batch import Batch
 from service.errors import ServiceError
 from service.layout import read_pointer
 from service.model import LoadedModel, load_model
-from service.tensor_json import Decoded, TensorsDecoder, read_numbers
+from service.tensor_json import Decoded, TensorsDecoder, read_numbers, tensors_decoder
 from service.tensors import QUICK_ROWS, batch_from_tensors
+from service.validation import Validator
 from tests.service.helpers import assert_same
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
@@ -42,7 +44,9 @@ def model() -> LoadedModel:
 @pytest.fixture(scope="module")
 def general_only(model: LoadedModel) -> LoadedModel:
     """The same model with its fast path switched off: today's general path alone."""
-    return dataclasses.replace(model, json_tensors=_Never(model.validator))
+    copy = dataclasses.replace(model, validator=Validator(model.manifest))
+    tensor_json._TENSORS_DECODERS[copy.validator] = _Never(copy.validator)
+    return copy
 
 
 class _Never(TensorsDecoder):
@@ -99,7 +103,7 @@ def test_a_large_body_takes_the_fast_path_with_the_general_paths_batch(
     model: LoadedModel,
 ) -> None:
     body = body_of(tensors(model, LIMIT))
-    decoded = model.json_tensors.decode(body, LIMIT)
+    decoded = tensors_decoder(model.validator).decode(body, LIMIT)
     slow = general(model, body)
     assert decoded is not None and slow is not None
     assert_same(decoded.batch, slow)
@@ -121,7 +125,7 @@ def test_random_bench_values_read_as_the_general_path_reads_them(model: LoadedMo
             low, high = int(feature.min or 0), int(feature.max or 1)
             tensor["data"] = rng.integers(low, high + 1, rows).astype(float).tolist()
     body = body_of(inputs)
-    decoded = model.json_tensors.decode(body, rows)
+    decoded = tensors_decoder(model.validator).decode(body, rows)
     slow = batch_from_tensors(model.validator, parse_json(body)["inputs"], rows)
     assert decoded is not None
     assert_same(decoded.batch, slow)
@@ -151,7 +155,7 @@ def test_other_valid_forms_take_the_fast_path_too(
     model: LoadedModel, general_only: LoadedModel, change: Callable[[Tensors], Tensors]
 ) -> None:
     body = body_of(change(tensors(model, 40)), id="r-1", outputs=[{"name": "label"}])
-    decoded = model.json_tensors.decode(body, LIMIT)
+    decoded = tensors_decoder(model.validator).decode(body, LIMIT)
     slow = general(model, body)
     assert decoded is not None and slow is not None
     assert_same(decoded.batch, slow)
@@ -177,7 +181,7 @@ def test_numbers_in_any_json_form_are_read_as_the_general_path_reads_them(
     """orjson reads the numbers on both paths; only the check of their types differs."""
     inputs = tensors(model, 20)
     body = with_data_text(inputs, "balance", b"[" + b",".join([text] * 20) + b"]")
-    decoded = model.json_tensors.decode(body, LIMIT)
+    decoded = tensors_decoder(model.validator).decode(body, LIMIT)
     slow = general(model, body)
     assert decoded is not None and slow is not None
     assert_same(decoded.batch, slow)
@@ -236,7 +240,7 @@ def test_bodies_it_cannot_read_are_left_to_the_general_path(
     model: LoadedModel, general_only: LoadedModel, make: Callable[[Tensors], Tensors]
 ) -> None:
     body = body_of(make(tensors(model, 40)))
-    assert model.json_tensors.decode(body, LIMIT) is None
+    assert tensors_decoder(model.validator).decode(body, LIMIT) is None
     assert answer(model, body) == answer(general_only, body)
 
 
@@ -255,7 +259,7 @@ def test_numbers_it_cannot_take_are_left_to_the_general_path(
 ) -> None:
     inputs = changed(tensors(model, 40), "age", datatype=datatype)
     body = with_data_text(inputs, "age", b"[" + b",".join([number] * 40) + b"]")
-    assert model.json_tensors.decode(body, LIMIT) is None
+    assert tensors_decoder(model.validator).decode(body, LIMIT) is None
     assert answer(model, body)[0] in {"BadTensor", "MalformedBody"}
     assert answer(model, body) == answer(general_only, body)
 
@@ -274,7 +278,7 @@ def test_numbers_it_cannot_take_are_left_to_the_general_path(
 def test_bodies_that_are_no_tensors_are_left_to_the_general_path(
     model: LoadedModel, general_only: LoadedModel, body: bytes
 ) -> None:
-    assert model.json_tensors.decode(body, LIMIT) is None
+    assert tensors_decoder(model.validator).decode(body, LIMIT) is None
     assert answer(model, body) == answer(general_only, body)
 
 
@@ -293,7 +297,7 @@ def test_what_orjson_refuses_anywhere_is_left_to_the_general_path(
     model: LoadedModel, general_only: LoadedModel, field: str, text: bytes
 ) -> None:
     body = body_of(tensors(model, 40), **{field: "__x__"}).replace(b'"__x__"', text)
-    assert model.json_tensors.decode(body, LIMIT) is None
+    assert tensors_decoder(model.validator).decode(body, LIMIT) is None
     assert answer(model, body)[0] == "MalformedBody"
     assert answer(model, body) == answer(general_only, body)
 
@@ -303,7 +307,7 @@ def test_invalid_utf8_in_a_category_is_left_to_the_general_path(
 ) -> None:
     body = body_of(tensors(model, 40)).replace(b'"France"', b'"Fr\xe0nce"', 1)
     assert b"\xe0" in body
-    assert model.json_tensors.decode(body, LIMIT) is None
+    assert tensors_decoder(model.validator).decode(body, LIMIT) is None
     assert answer(model, body) == answer(general_only, body)
 
 
@@ -313,7 +317,7 @@ def test_a_value_nested_deeper_than_orjson_reads_is_left_to_the_general_path(
     """msgspec's depth limit follows Python's recursion limit; orjson's is fixed at 1024."""
     depth = 1024  # one level inside the body's object: too deep for orjson there
     body = body_of(tensors(model, 40), id="__x__").replace(b'"__x__"', b"[" * depth + b"]" * depth)
-    assert model.json_tensors.decode(body, LIMIT) is None
+    assert tensors_decoder(model.validator).decode(body, LIMIT) is None
     assert answer(model, body) == answer(general_only, body)
 
 
@@ -331,7 +335,7 @@ def test_a_bad_id_or_outputs_gets_the_general_paths_error(
     model: LoadedModel, general_only: LoadedModel, fields: dict[str, Any]
 ) -> None:
     body = body_of(tensors(model, 40), **fields)
-    assert model.json_tensors.decode(body, LIMIT) is not None
+    assert tensors_decoder(model.validator).decode(body, LIMIT) is not None
     got = answer(model, body)
     assert got[0] == "BadTensor"
     assert got == answer(general_only, body)
@@ -339,14 +343,19 @@ def test_a_bad_id_or_outputs_gets_the_general_paths_error(
 
 def test_few_rows_are_left_to_the_general_path(model: LoadedModel) -> None:
     """Up to QUICK_ROWS rows the general path's plain-Python rules are the quicker."""
-    assert model.json_tensors.decode(body_of(tensors(model, QUICK_ROWS)), LIMIT) is None
-    assert model.json_tensors.decode(body_of(tensors(model, QUICK_ROWS + 1)), LIMIT) is not None
+    assert (
+        tensors_decoder(model.validator).decode(body_of(tensors(model, QUICK_ROWS)), LIMIT) is None
+    )
+    assert (
+        tensors_decoder(model.validator).decode(body_of(tensors(model, QUICK_ROWS + 1)), LIMIT)
+        is not None
+    )
 
 
 def test_more_rows_than_the_limit_are_left_to_the_general_path(model: LoadedModel) -> None:
     body = body_of(tensors(model, 30))
-    assert model.json_tensors.decode(body, 29) is None
-    assert model.json_tensors.decode(body, 30) is not None
+    assert tensors_decoder(model.validator).decode(body, 29) is None
+    assert tensors_decoder(model.validator).decode(body, 30) is not None
 
 
 def _number_text() -> st.SearchStrategy[bytes]:
@@ -430,7 +439,7 @@ def test_whatever_it_reads_it_reads_as_the_general_path_does(
     model: LoadedModel, general_only: LoadedModel, data: st.DataObject
 ) -> None:
     body = data.draw(_bodies(model))
-    decoded = model.json_tensors.decode(body, LIMIT)
+    decoded = tensors_decoder(model.validator).decode(body, LIMIT)
     event("fast path" if decoded is not None else "general path")
     if decoded is not None:
         slow = general(model, body)

@@ -23,7 +23,7 @@ from service.errors import ServiceError
 from service.layout import read_pointer
 from service.model import LoadedModel, load_model
 from service.records import batch_from_records, records_of
-from service.typed_json import RecordsDecoder, column_reader
+from service.typed_json import RecordsDecoder, column_reader, records_decoder
 from service.validation import Validator
 from tests.service.helpers import assert_same
 
@@ -69,7 +69,7 @@ def test_valid_bodies_take_the_fast_path_with_the_general_paths_batch(
     examples = [example.record for example in churn.manifest.examples]
     records = [examples[i % len(examples)] for i in range(size)]
     body = orjson.dumps({"records": records})
-    fast = churn.json_records.batch(body, LIMIT)
+    fast = records_decoder(churn.validator).batch(body, LIMIT)
     slow = general(churn, body)
     assert fast is not None and slow is not None
     assert_same(fast, slow)
@@ -94,7 +94,7 @@ def test_valid_bodies_take_the_fast_path_with_the_general_paths_batch(
 def test_bodies_it_cannot_read_are_left_to_the_general_path(
     churn: LoadedModel, body: bytes
 ) -> None:
-    assert churn.json_records.batch(body, LIMIT) is None
+    assert records_decoder(churn.validator).batch(body, LIMIT) is None
 
 
 @pytest.mark.parametrize("size", [1, 17])
@@ -105,7 +105,7 @@ def test_an_unknown_category_is_left_to_the_general_path_which_names_it(
     records = [dict(churn.manifest.examples[0].record) for _ in range(size)]
     records[-1]["geography"] = "Narnia"
     body = orjson.dumps({"records": records})
-    assert churn.json_records.batch(body, LIMIT) is None
+    assert records_decoder(churn.validator).batch(body, LIMIT) is None
     with pytest.raises(ServiceError, match="Input should be"):
         batch_from_records(churn.validator, records_of(parse_json(body), LIMIT))
 
@@ -113,7 +113,7 @@ def test_an_unknown_category_is_left_to_the_general_path_which_names_it(
 def test_more_records_than_the_limit_are_left_to_the_general_path(churn: LoadedModel) -> None:
     record = churn.manifest.examples[0].record
     body = orjson.dumps({"records": [record] * 3})
-    decoder = churn.json_records
+    decoder = records_decoder(churn.validator)
     assert decoder.batch(body, 3) is not None
     assert decoder.batch(body, 2) is None
 
@@ -165,7 +165,7 @@ def test_whatever_it_reads_it_reads_as_the_general_path_does(
     # Repeat the records past the few-records rules, so both sizes of rules are compared.
     records = data.draw(_records(names, example)) * data.draw(st.sampled_from([1, 3]))
     body = body_of(records)
-    fast = churn.json_records.batch(body, LIMIT)
+    fast = records_decoder(churn.validator).batch(body, LIMIT)
     if fast is None:
         return
     slow = general(churn, body)
@@ -201,7 +201,7 @@ def test_numbers_are_read_to_the_bit_as_orjson_reads_them(churn: LoadedModel) ->
         for t in texts
     ]
     body = b'{"records":[' + b",".join(pieces) + b"]}"
-    fast = churn.json_records.batch(body, 10_000)
+    fast = records_decoder(churn.validator).batch(body, 10_000)
     slow = batch_from_records(churn.validator, records_of(parse_json(body), 10_000))
     assert fast is not None
     assert_same(fast, slow)
