@@ -1,6 +1,9 @@
-"""`python -m service` / `draftpick-serve`: run uvicorn with settings from PREDICT_* variables.
+"""`python -m service` / `draftpick-serve`: run the server with settings from PREDICT_* variables.
 
 `python -m service score ...` scores a CSV file offline instead (see `service.score`).
+
+Exit codes: 0 after a clean drain; 75 when the grace period ran out with requests still running
+(`service.server.DRAIN_CUT_SHORT`); 3 when the server could not start (uvicorn's code).
 """
 
 from __future__ import annotations
@@ -9,6 +12,10 @@ import os
 import signal
 import sys
 from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from service.server import ServiceConfig
 
 
 def main() -> None:
@@ -28,29 +35,36 @@ def main() -> None:
             if stream is not None:  # None when the descriptor was closed by the caller
                 stream.flush()
         os._exit(code)
-    import uvicorn
-
     from service.logs import configure_logging
+    from service.server import ServiceConfig
     from service.settings import Settings
 
     settings = Settings()
     configure_logging(settings.log_level)
-    # uvicorn re-raises the signal it shut down on once it has finished; this handler is the one
-    # it restores first, so a graceful SIGTERM shutdown ends with exit status 0, not 143.
+    # Until the server takes the signal over, SIGTERM ends the process quietly: nothing is
+    # served yet, so nothing is cut short.
     signal.signal(signal.SIGTERM, _exit_cleanly)
-    uvicorn.run(
-        "service.app:app_from_env",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_config=None,
-        access_log=False,  # service.middleware writes one JSON line per request instead
-        log_level=settings.log_level.lower(),
-        server_header=False,
-        # On SIGTERM: stop accepting, let requests in flight finish for up to this long.
-        timeout_graceful_shutdown=settings.graceful_timeout_seconds,
-    )
+    sys.exit(_serve(ServiceConfig.from_settings(settings)))
+
+
+def _serve(config: ServiceConfig) -> int:
+    """Serve in this process, or under a supervisor of `config.workers` worker processes.
+
+    The server runs from here, so no other frame of ours sits under the event loop in a
+    profile (bench/spy.py counts this file as the entry point).
+    """
+    from uvicorn.config import STARTUP_FAILURE
+
+    from service.server import ServiceServer
+    from service.workers import Supervisor
+
+    if config.workers > 1:
+        supervisor = Supervisor(config, sockets=[config.bind_socket()])
+        supervisor.run()
+        return supervisor.exit_code
+    server = ServiceServer(config)
+    server.run()
+    return server.exit_code if server.started else STARTUP_FAILURE
 
 
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:

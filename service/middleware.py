@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -52,6 +53,10 @@ class RequestContext:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except asyncio.CancelledError:
+            # Cut off at the end of the drain: the server answered it 503 (`service.server`).
+            status = 503 if status == 500 else status
+            raise
         finally:
             self._record(scope, state, status, time.perf_counter() - started)
 

@@ -1,0 +1,240 @@
+"""The HTTP server: uvicorn with the service's connection cap and an answered end of the drain.
+
+uvicorn's own server, at the end of the grace period, cancels the requests still running: each
+client gets a plain-text 500, the log a traceback, and the process exits 0. Here those requests
+get a JSON 503 in their API's format (or, if their answer had begun, a closed connection), the
+log one warning line, and the exit code `DRAIN_CUT_SHORT`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import socket
+from collections.abc import Iterator
+from http import HTTPStatus
+from typing import Any
+
+import uvicorn
+from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from service.settings import Settings
+
+APP = "service.app:app_from_env"
+# sysexits.h EX_TEMPFAIL: a temporary failure, worth retrying. Not 1 (an unhandled exception),
+# 2 (bad usage) or 3 (uvicorn's start-up failure), and below the 128+N of a death by signal.
+DRAIN_CUT_SHORT = 75
+
+logger = logging.getLogger(__name__)
+
+
+def _json_response(status: HTTPStatus, body: dict[str, str]) -> tuple[bytes, bytes]:
+    """An HTTP/1.1 response that closes the connection: its status line, and the rest.
+
+    uvicorn's default headers (the date) go between the two when it is sent.
+    """
+    payload = json.dumps(body).encode()
+    rest = (
+        "content-type: application/json\r\n"
+        f"content-length: {len(payload)}\r\n"
+        "connection: close\r\n\r\n"
+    )
+    return f"HTTP/1.1 {status.value} {status.phrase}\r\n".encode(), rest.encode() + payload
+
+
+TOO_MANY_CONNECTIONS = _json_response(
+    HTTPStatus.SERVICE_UNAVAILABLE, {"detail": "too many connections"}
+)
+_STOPPED = "the server stopped before this request finished; retry it"
+STOPPED_V1 = _json_response(HTTPStatus.SERVICE_UNAVAILABLE, {"detail": _STOPPED})
+STOPPED_V2 = _json_response(HTTPStatus.SERVICE_UNAVAILABLE, {"error": _STOPPED})
+
+
+class CutOffApp:
+    """The app, whose requests the server may cut off at the end of the drain.
+
+    The server answers such a request itself (`ServiceProtocol.cut_off`) and then cancels its
+    task; the cancellation ends here, quietly, instead of in uvicorn's traceback and 500.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.cutting_off = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except asyncio.CancelledError:
+            if not self.cutting_off:
+                raise
+
+
+class ServiceConfig(Config):
+    """uvicorn's Config with the connection cap, serving the app wrapped in `CutOffApp`."""
+
+    def __init__(self, app: str, *, max_connections: int, **options: Any) -> None:
+        super().__init__(app, **options)
+        self.max_connections = max_connections
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ServiceConfig:
+        return cls(
+            APP,
+            factory=True,  # each worker process builds its own app
+            max_connections=settings.max_connections,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            http=ServiceProtocol,
+            log_config=None,
+            access_log=False,  # service.middleware writes one JSON line per request instead
+            log_level=settings.log_level.lower(),
+            server_header=False,
+            # On SIGTERM: stop accepting, let requests in flight finish for up to this long.
+            timeout_graceful_shutdown=settings.graceful_timeout_seconds,
+        )
+
+    def load(self) -> None:
+        super().load()
+        self.cut_off_app = CutOffApp(self.loaded_app)
+        self.loaded_app = self.cut_off_app
+
+
+class ServiceProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol that refuses connections past the cap and can cut one off.
+
+    Past `max_connections` open connections a new one is answered 503 and closed at once, before
+    it can hold a file descriptor while sending nothing; the normal path pays one length check.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        if not isinstance(config, ServiceConfig):
+            raise TypeError(f"ServiceProtocol needs a ServiceConfig, not {type(config).__name__}")
+        self.max_connections = config.max_connections
+
+    # As uvicorn's: asyncio.Protocol takes any BaseTransport, this protocol needs a stream one.
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.max_connections:
+            _refusals.record(len(self.connections) - 1)
+            self._answer(TOO_MANY_CONNECTIONS)
+
+    def cut_off(self) -> None:
+        """End this connection now: a request still running is answered 503, if not yet answered.
+
+        From here on the request's task may still send, but nothing reaches the client, and
+        uvicorn counts the request as disconnected, so it logs nothing about it.
+        """
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            if not cycle.response_started:
+                path = cycle.scope["path"]
+                v2 = path == "/v2" or path.startswith("/v2/")  # as service.app tells the APIs
+                self._answer(STOPPED_V2 if v2 else STOPPED_V1)
+            cycle.disconnected = True
+        self.transport.close()
+
+    def _answer(self, response: tuple[bytes, bytes]) -> None:
+        status_line, rest = response
+        defaults = [
+            name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers
+        ]
+        self.transport.write(b"".join([status_line, *defaults, rest]))
+        self.transport.close()
+
+
+class ServiceServer(uvicorn.Server):
+    """uvicorn's Server whose drain, at the grace period's end, answers what is still running."""
+
+    config: ServiceConfig
+
+    def __init__(self, config: ServiceConfig) -> None:
+        super().__init__(config)
+        self.drain_cut_short = False
+
+    @property
+    def exit_code(self) -> int:
+        return DRAIN_CUT_SHORT if self.drain_cut_short else 0
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """uvicorn's, without raising the signal again at the end: the exit code tells the end."""
+        with super().capture_signals():
+            yield
+            self._captured_signals.clear()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's shutdown, with `_cut_off` where uvicorn cancels the requests still running."""
+        logger.info("Shutting down")
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        for connection in list(self.server_state.connections):
+            connection.shutdown()
+        await asyncio.sleep(0.1)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                self._wait_tasks_to_complete(), timeout=self.config.timeout_graceful_shutdown
+            )
+        self._cut_off()
+        if not self.force_exit:
+            await self.lifespan.shutdown()
+
+    def _cut_off(self) -> None:
+        """Answer and close what the drain left (the grace period ran out, or a second Ctrl+C)."""
+        state = self.server_state
+        if not state.tasks and not state.connections:
+            return
+        self.drain_cut_short = True
+        logger.warning(
+            "grace period over: requests still running are answered 503 and their connections "
+            "closed",
+            extra={"fields": {"requests": len(state.tasks), "connections": len(state.connections)}},
+        )
+        self.config.cut_off_app.cutting_off = True
+        for connection in list(state.connections):
+            if isinstance(connection, ServiceProtocol):
+                connection.cut_off()
+        for task in state.tasks:
+            task.cancel()
+
+
+class _Refusals:
+    """Refused connections, logged at most once per `EVERY_SECONDS`: a flood must not flood the log.
+
+    Each line gives the connections open and how many were refused since the previous line.
+    """
+
+    EVERY_SECONDS = 60.0
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.logged_at: float | None = None
+
+    def record(self, open_connections: int) -> None:
+        self.count += 1
+        now = asyncio.get_running_loop().time()
+        if self.logged_at is not None and now - self.logged_at < self.EVERY_SECONDS:
+            return
+        logger.warning(
+            "connection refused: too many connections (PREDICT_MAX_CONNECTIONS)",
+            extra={"fields": {"open": open_connections, "refused": self.count}},
+        )
+        self.logged_at = now
+        self.count = 0
+
+
+_refusals = _Refusals()
