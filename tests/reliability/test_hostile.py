@@ -332,3 +332,15 @@ def _trickle(sock: socket.socket, seconds: float) -> bytes:
             break  # the server closed the connection: the answer is complete
         answer += chunk
     return answer
+
+
+@pytest.mark.parametrize("path", ["/v1/models/", "/v1/models/churn/", "/v1/models/churn/predict/"])
+def test_a_trailing_slash_is_not_redirected_to_the_clients_host(server: Server, path: str) -> None:
+    """A redirect built its absolute Location from the Host header a client sent."""
+    with server.client(follow_redirects=False) as client:
+        answer = client.get(path, headers={"Host": "evil.example"})
+        posted = client.post(path, headers={"Host": "evil.example"}, json={"records": []})
+    for response in (answer, posted):
+        assert response.status_code in (404, 405), response.text
+        assert "location" not in response.headers
+        assert "evil.example" not in response.text
