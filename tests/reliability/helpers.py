@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import socket
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,6 +93,26 @@ def assert_finite_probabilities(predictions: list[dict[str, Any]], labels: list[
 def assert_no_internals(text: str) -> None:
     for marker in INTERNALS:
         assert marker not in text, f"{marker!r} in a response: {text[:300]}"
+
+
+def wait_until(check: Callable[[], Any], seconds: float = 30.0) -> Any:
+    """Poll `check` until it returns something truthy (returned), or fail after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.02)
+    raise AssertionError(f"condition not met within {seconds}s")
+
+
+def accepts(port: int) -> bool:
+    """True while something accepts TCP connections on 127.0.0.1:`port`."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+            return True
+    except OSError:
+        return False
 
 
 def rss_mib(pid: int) -> float:

@@ -26,11 +26,10 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from tests.reliability.conftest import StartServer
-from tests.reliability.helpers import Load, assert_no_internals
+from tests.reliability.helpers import Load, assert_no_internals, wait_until
 from tests.service.helpers import ADMIN_TOKEN, copy_registry, manifest_of, train_task
 from training.registry import promote
 
-WAIT_SECONDS = 30.0
 POLL = "0.1"
 TIMEOUT = 6  # PREDICT_LOAD_TIMEOUT_SECONDS for the slow graph
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -92,7 +91,7 @@ def test_corrupt_versions_with_matching_sha256_are_refused_under_load(
         for n, (kind, data) in enumerate(damaged.items()):
             version = f"29990301T0000{n:02d}Z"
             _release(models / "churn", churn.version, version, data)
-            status = _wait(_refused(client, "churn", version))
+            status = wait_until(_refused(client, "churn", version))
             assert (status["state"], status["version"]) == ("ready", churn.version), kind
             listed = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
             assert listed["churn"]["last_error"] == status["last_error"], kind
@@ -104,7 +103,7 @@ def test_corrupt_versions_with_matching_sha256_are_refused_under_load(
         assert reload.json()["models"]["draft_pick"]["error"] is None
         # the other task still reloads: a new version of draft_pick is picked up by the poll
         _release(models / "draft_pick", draft.version, "29990301T000100Z", other)
-        _wait(lambda: _serving(client, "draft_pick") == "29990301T000100Z")
+        wait_until(lambda: _serving(client, "draft_pick") == "29990301T000100Z")
     for load in (churn_load, draft_load):
         failed = [a for a in load.answers if a.status != 200]
         assert load.answers and not failed, failed[:3]
@@ -156,9 +155,9 @@ def test_a_slow_graph_is_refused_at_the_load_timeout_and_delays_no_other_task(
         _release(models / "churn", churn.version, slow, slow_graph(good))
         time.sleep(1.0)  # ten polls: the slow self-check is under way
         _release(models / "draft_pick", draft.version, "29990303T000001Z", other)
-        _wait(lambda: _serving(client, "draft_pick") == "29990303T000001Z")
+        wait_until(lambda: _serving(client, "draft_pick") == "29990303T000001Z")
         assert _refused(client, "churn", slow)() is None, "draft_pick waited for churn's load"
-        status = _wait(_refused(client, "churn", slow))
+        status = wait_until(_refused(client, "churn", slow))
         assert "ran out of time" in status["last_error"]
         assert status["version"] == churn.version
         answer = client.post(
@@ -182,7 +181,7 @@ def test_a_fifo_pointer_is_refused_without_blocking_any_task(
         churn = client.get("/readyz").json()["models"]["churn"]
         assert (churn["state"], churn["last_error"]) == ("failed", "pointer is not a regular file")
         _release(models / "draft_pick", draft.version, "29990304T000000Z", other)
-        _wait(lambda: _serving(client, "draft_pick") == "29990304T000000Z")
+        wait_until(lambda: _serving(client, "draft_pick") == "29990304T000000Z")
 
 
 def slow_graph(model_path: Path) -> bytes:
@@ -286,13 +285,3 @@ def _failures(client: httpx.Client, task: str) -> float:
         if line.startswith("predict_model_reloads_total{") and labels:
             return float(line.rsplit(" ", 1)[1])
     return 0.0
-
-
-def _wait(check: Callable[[], Any], seconds: float = WAIT_SECONDS) -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"condition not met within {seconds}s")

@@ -31,11 +31,10 @@ import pytest
 
 from service.layout import read_pointer
 from service.manifest import Manifest
-from tests.reliability.helpers import rss_mib
+from tests.reliability.helpers import rss_mib, wait_until
 from tests.service.helpers import REPO, Server, copy_registry, manifest_of
 from training.registry import promote
 
-WAIT_SECONDS = 30.0
 MAX_MODEL_BYTES = 1024 * 1024
 _VERSIONS = itertools.count(1)
 POLL = "0.1"
@@ -86,7 +85,7 @@ def good(models: Path, original: Manifest, client: httpx.Client) -> Iterator[Man
     if (task_dir / "current").is_dir():
         (task_dir / "current").rmdir()
     promote(task_dir, original.version)
-    _wait(lambda: _status(client)["last_error"] is None)
+    wait_until(lambda: _status(client)["last_error"] is None)
 
 
 def test_a_manifest_with_a_wrong_sha256_is_refused(
@@ -200,9 +199,9 @@ def test_a_model_file_symlinked_inside_its_folder_is_served(
     (folder / "model.onnx").rename(folder / "graph.onnx")
     (folder / "model.onnx").symlink_to("graph.onnx")
     _point(models / "churn", version.encode())
-    _wait(lambda: client.get("/v1/models/churn").json()["version"] == version)
+    wait_until(lambda: client.get("/v1/models/churn").json()["version"] == version)
     promote(models / "churn", good.version)  # the next test expects the original served
-    _wait(lambda: client.get("/v1/models/churn").json()["version"] == good.version)
+    wait_until(lambda: client.get("/v1/models/churn").json()["version"] == good.version)
 
 
 def test_a_pointer_that_links_elsewhere_is_refused_without_echoing_it(
@@ -262,7 +261,7 @@ def test_a_training_run_killed_while_writing_never_reaches_the_server(
     command += ["--rows", "600", "--seed", "5", "--force", "--quiet"]
     run = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        staging = _wait(lambda: _staging(task_dir), seconds=120)
+        staging = wait_until(lambda: _staging(task_dir), seconds=120)
         time.sleep(0.05)  # a few files in
         run.send_signal(signal.SIGKILL)
     finally:
@@ -286,7 +285,7 @@ def _assert_refused_while_serving(
     models: Path, client: httpx.Client, good: Manifest, version: str | None, words: str
 ) -> None:
     """/readyz names the refusal (without the machine's paths) and the old version answers."""
-    _wait(lambda: words in (_status(client)["last_error"] or ""))
+    wait_until(lambda: words in (_status(client)["last_error"] or ""))
     ready = client.get("/readyz")
     status = ready.json()["models"]["churn"]
     assert ready.status_code == 200, "a task that still serves a verified version stays ready"
@@ -305,16 +304,6 @@ def _assert_serves(client: httpx.Client, good: Manifest) -> None:
 def _status(client: httpx.Client) -> dict[str, Any]:
     status: dict[str, Any] = client.get("/readyz").json()["models"]["churn"]
     return status
-
-
-def _wait(check: Callable[[], Any], seconds: float = WAIT_SECONDS) -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.02)
-    raise AssertionError(f"condition not met within {seconds}s")
 
 
 def _fresh_version() -> str:

@@ -21,6 +21,7 @@ from service.api.v2 import INFER_ROUTE
 from service.manifest import Manifest
 from service.server import DRAIN_CUT_SHORT
 from tests.reliability.conftest import StartServer
+from tests.reliability.helpers import accepts
 from tests.service.helpers import Server
 
 RECORDS = 2_000
@@ -40,7 +41,7 @@ def test_a_request_in_flight_at_sigterm_is_answered_and_the_exit_is_clean(
         time.sleep(0.3)
         _terminate(server)
         time.sleep(0.5)
-        assert not _accepts(server.port), "a new connection was accepted after SIGTERM"
+        assert not accepts(server.port), "a new connection was accepted after SIGTERM"
         sock.sendall(body[half:])
         answer = _read_all(sock)
     head, _, payload = answer.partition(b"\r\n\r\n")
@@ -137,14 +138,6 @@ def _terminate(server: Server) -> None:
 def _exit_code(server: Server) -> int:
     assert server.process is not None
     return server.process.wait(timeout=EXIT_SECONDS)
-
-
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1.0):
-            return True
-    except OSError:
-        return False
 
 
 def _read_all(sock: socket.socket) -> bytes:

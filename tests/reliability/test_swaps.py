@@ -24,13 +24,12 @@ import pytest
 from service.layout import read_pointer
 from service.manifest import Manifest
 from tests.reliability.conftest import StartServer
-from tests.reliability.helpers import Load, Oracle
+from tests.reliability.helpers import Load, Oracle, wait_until
 from tests.service.helpers import copy_registry, manifest_of, train_task
 from training.registry import locked, promote, publish, staging
 
 SWAPS = 5
 HOLD_SECONDS = 0.6  # each version serves this long under load before the next is promoted
-WAIT_SECONDS = 30.0
 
 
 @pytest.fixture(scope="module")
@@ -59,15 +58,6 @@ def truncate_model(folder: Path) -> None:
     model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
 
 
-def wait_for(check: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"not reached within {WAIT_SECONDS}s")
-
-
 def test_five_promotions_and_a_corrupt_one_under_load_fail_no_request(
     registry_dir: Path, other_model: Path, tmp_path: Path, start_server: StartServer
 ) -> None:
@@ -93,11 +83,11 @@ def test_five_promotions_and_a_corrupt_one_under_load_fail_no_request(
             release(task_dir, source, version, damage=lambda _: None)
             promoted.append(version)
             probability_of[version] = expected[Manifest.load(source).version]
-            wait_for(_serving(client, version))
+            wait_until(_serving(client, version))
             time.sleep(HOLD_SECONDS)
         corrupt = "29990101T000099Z"
         release(task_dir, sources[0], corrupt, damage=truncate_model)
-        wait_for(lambda: _status(client)["last_error_version"] == corrupt)
+        wait_until(lambda: _status(client)["last_error_version"] == corrupt)
         time.sleep(HOLD_SECONDS)
         ready = client.get("/readyz")
     duration = time.monotonic() - started

@@ -24,6 +24,7 @@ from uvicorn.supervisors import multiprocess
 from service.workers import Supervisor
 from tests.reliability import orphan
 from tests.reliability.conftest import StartServer
+from tests.reliability.helpers import accepts
 from tests.service import helpers
 from tests.service.helpers import REPO
 
@@ -48,7 +49,7 @@ def test_workers_die_with_a_killed_supervisor_and_a_restart_serves_on_the_port(
     try:
         while not (_port_free(first.port) and not _running(children)):
             assert time.monotonic() < deadline, (
-                f"port {first.port} accepting: {_accepts(first.port)}, "
+                f"port {first.port} accepting: {accepts(first.port)}, "
                 f"still running: {_running(children)}\n{first.log()}"
             )
             time.sleep(0.05)
@@ -131,7 +132,7 @@ def _running(pids: dict[int, bytes]) -> list[int]:
 
 def _port_free(port: int) -> bool:
     """Nobody accepts on the port, and a new server can bind it (with SO_REUSEADDR, as uvicorn)."""
-    if _accepts(port):
+    if accepts(port):
         return False
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -141,11 +142,3 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1.0):
-            return True
-    except OSError:
-        return False
