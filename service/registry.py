@@ -96,12 +96,11 @@ class ModelRegistry:
     def __init__(
         self,
         models_dir: Path,
-        threads: int = 1,
         listener: ReloadListener | None = None,
         limits: LoadLimits | None = None,
     ) -> None:
         self.models_dir = models_dir
-        self._limits = limits or LoadLimits(threads=threads)
+        self._limits = limits or LoadLimits()
         self._listener = listener
         self._models: Mapping[str, LoadedModel] = {}
         self._status: Mapping[str, TaskStatus] = {}

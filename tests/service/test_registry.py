@@ -28,7 +28,7 @@ class Recorder:
 
 
 def test_every_task_is_loaded_and_unknown_names_are_not_found(registry_dir: Path) -> None:
-    registry = ModelRegistry(registry_dir, threads=1)
+    registry = ModelRegistry(registry_dir)
     outcomes = registry.refresh()
     assert sorted(o.name for o in outcomes if o.changed) == ["churn", "digits", "draft_pick"]
     assert registry.is_ready()
@@ -45,7 +45,7 @@ def test_a_refused_version_is_reported_once_and_retried_on_request(
     models = copy_registry(registry_dir, tmp_path / "models")
     (models / "churn" / "current").write_text("missing-version\n", encoding="utf-8")
     recorder = Recorder()
-    registry = ModelRegistry(models, threads=1, listener=recorder)
+    registry = ModelRegistry(models, listener=recorder)
     registry.refresh()
     registry.refresh()
     assert recorder.refused_versions == [None]
@@ -58,14 +58,14 @@ def test_a_refused_version_is_reported_once_and_retried_on_request(
 
 
 def test_an_empty_registry_is_not_ready(tmp_path: Path) -> None:
-    registry = ModelRegistry(tmp_path / "nothing-here", threads=1)
+    registry = ModelRegistry(tmp_path / "nothing-here")
     assert registry.refresh() == []
     assert not registry.is_ready()
 
 
 def test_a_removed_task_keeps_serving_what_it_loaded(registry_dir: Path, tmp_path: Path) -> None:
     models = copy_registry(registry_dir, tmp_path / "models")
-    registry = ModelRegistry(models, threads=1)
+    registry = ModelRegistry(models)
     registry.refresh()
     shutil.rmtree(models / "digits")
     registry.refresh()
