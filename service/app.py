@@ -31,6 +31,7 @@ from service.errors import (
     BatchTooLarge,
     BodyTimeout,
     InvalidInput,
+    MissingApiKey,
     RegistryUnreadable,
     ServiceError,
     Unauthenticated,
@@ -98,7 +99,7 @@ def _wrap_stack(app: FastAPI, ctx: AppContext) -> None:
 
     def build_stack() -> ASGIApp:
         stack: ASGIApp = DirectRoutes(build(), direct, _service_error, _unexpected_error)
-        stack = protect(stack, ctx.settings)  # API keys, body deadline, docs headers
+        stack = protect(stack, ctx.settings, _service_error)  # keys, body deadline, docs headers
         if ctx.settings.cors_origins:
             stack = CORSMiddleware(
                 stack,
@@ -204,7 +205,7 @@ async def _service_error(request: Request, exc: Exception) -> Response:
 
 
 def _headers(exc: ServiceError) -> dict[str, str] | None:
-    if isinstance(exc, Unauthenticated):
+    if isinstance(exc, (Unauthenticated, MissingApiKey)):
         return {"WWW-Authenticate": "Bearer"}
     if isinstance(exc, BodyTimeout):
         # The rest of the body may still be on its way: end the connection rather than read it.

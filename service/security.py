@@ -14,9 +14,10 @@ import re
 from collections.abc import Sequence
 
 from pydantic import SecretStr
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api.responses import json_response
+from service.api.direct import ErrorHandler
 from service.errors import BodyTimeout, InvalidApiKey, MissingApiKey, ServiceError
 from service.settings import Settings
 
@@ -36,11 +37,15 @@ DOCS_HEADERS = [
 ]
 
 
-def protect(app: ASGIApp, settings: Settings) -> ASGIApp:
-    """Wrap `app` in the guards these settings ask for (API keys only when some are configured)."""
+def protect(app: ASGIApp, settings: Settings, answer: ErrorHandler) -> ASGIApp:
+    """Wrap `app` in the guards these settings ask for (API keys only when some are configured).
+
+    A refusal is answered by `answer`, the app's own handler of service errors, so its shape is
+    decided in one place (`service.app`).
+    """
     app = DocsHeaders(app)
     if settings.api_keys:
-        app = ApiKeys(app, settings.api_keys)
+        app = ApiKeys(app, settings.api_keys, answer)
     return BodyDeadline(app, settings.body_timeout_seconds)
 
 
@@ -52,15 +57,17 @@ class ApiKeys:
     how close a guess came.
     """
 
-    def __init__(self, app: ASGIApp, keys: Sequence[SecretStr]) -> None:
+    def __init__(self, app: ASGIApp, keys: Sequence[SecretStr], answer: ErrorHandler) -> None:
         self.app = app
         self.digests = [_digest(key.get_secret_value().encode()) for key in keys]
+        self.answer = answer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and PREDICTION_PATH.match(scope["path"]):
             error = self._refusal(scope)
             if error is not None:
-                await _error_response(scope, error)(scope, receive, send)
+                response = await self.answer(Request(scope, receive, send), error)
+                await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
@@ -187,11 +194,3 @@ def _presented_keys(scope: Scope) -> list[bytes]:
 
 def _digest(key: bytes) -> bytes:
     return hashlib.sha256(key).digest()
-
-
-def _error_response(scope: Scope, error: ServiceError) -> ASGIApp:
-    """The app's own error shapes: `{"error": ...}` under /v2, `{"detail": ...}` elsewhere."""
-    path: str = scope["path"]
-    key = "error" if path.startswith("/v2/") else "detail"
-    headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, MissingApiKey) else None
-    return json_response({key: str(error)}, error.status_code, headers)
