@@ -35,7 +35,7 @@ def main() -> None:
             if stream is not None:  # None when the descriptor was closed by the caller
                 stream.flush()
         os._exit(code)
-    from service.logs import configure_logging
+    from service.observability.logs import configure_logging
     from service.server import ServiceConfig
     from service.settings import Settings
 

@@ -37,9 +37,9 @@ from service.errors import (
     Unauthenticated,
 )
 from service.heap import SERVICE_TRIM_THRESHOLD, keep_freed_memory
-from service.logs import configure_logging
-from service.metrics import Metrics
-from service.middleware import RequestContext
+from service.observability.logs import configure_logging
+from service.observability.metrics import Metrics
+from service.observability.middleware import RequestContext
 from service.openapi import build_openapi
 from service.registry import LoadLimits, ModelRegistry
 from service.security import protect

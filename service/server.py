@@ -92,7 +92,7 @@ class ServiceConfig(Config):
             workers=settings.workers,
             http=ServiceProtocol,
             log_config=None,
-            access_log=False,  # service.middleware writes one JSON line per request instead
+            access_log=False,  # the request context (observability) writes one JSON line instead
             log_level=settings.log_level.lower(),
             server_header=False,
             # On SIGTERM: stop accepting, let requests in flight finish for up to this long.

@@ -11,15 +11,17 @@ from service.batch import Batch
 from service.errors import BadTensor, TooManyRows
 from service.manifest import Feature, Manifest
 from service.model import LoadedModel, Prediction
-from service.validation import Validator, ValuesInvalid
+from service.validation import BOOL_TYPES, NUMBER_TYPES, Validator, ValuesInvalid
 
 INTEGER_TYPES = frozenset(
     {"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
 )
 FLOAT_TYPES = frozenset({"FP32", "FP64"})
+INTEGER: frozenset[type] = frozenset({int})  # what orjson makes of a JSON integer
 OUTPUTS = ("label", "probabilities")
 # Up to this many rows, `Validator.quick` (plain Python) beats the numpy path (measured).
 QUICK_ROWS = 16
+BOOLS = {0: False, 1: True}
 
 
 def input_metadata(feature: Feature) -> dict[str, Any]:
@@ -57,8 +59,8 @@ def batch_from_tensors(validator: Validator, inputs: Any, limit: int) -> Batch:
         for f in validator.categorical
     }
     if sizes[0] <= QUICK_ROWS:
-        rows = zip(*(data[f.name] for f in validator.features), strict=True)
-        batch = validator.quick(list(rows))
+        columns = [_quick_values(f, data[f.name]) for f in validator.features]
+        batch = validator.quick(list(zip(*columns, strict=True)))
         if batch is not None:
             return batch
     numbers = [np.asarray(data[f.name], dtype=np.float64) for f in validator.numeric]
@@ -158,17 +160,32 @@ def _check_numbers(feature: Feature, datatype: Any, data: list[Any]) -> None:
     """Numbers of a numeric datatype (or BOOL for a bool feature); the rules come later."""
     name = feature.name
     if datatype == "BOOL" and feature.type == "bool":
-        allowed: frozenset[type] = frozenset({bool})
+        allowed = BOOL_TYPES
     elif type(datatype) is str and datatype in INTEGER_TYPES:
-        allowed = frozenset({int})
+        allowed = INTEGER
     elif type(datatype) is str and datatype in FLOAT_TYPES:
-        allowed = frozenset({int, float})
+        allowed = NUMBER_TYPES
     else:
         accepted = "FP32, FP64 or an INT type" + (" (or BOOL)" if feature.type == "bool" else "")
         raise BadTensor(f"input {name!r}: datatype {str(datatype)[:20]} should be {accepted}")
     if not set(map(type, data)) <= allowed:
         index, value = next((i, v) for i, v in enumerate(data) if type(v) not in allowed)
         raise BadTensor(f"input {name!r}, element {index}: {str(value)[:40]!r} is not {datatype}")
+
+
+def _quick_values(feature: Feature, data: list[Any]) -> list[Any]:
+    """A bool feature's 0 and 1 as JSON's false and true, the form `Validator.quick` takes.
+
+    V2 clients send bools as numbers (the metadata declares them FP32), which `quick` would
+    decline, sending even one record down the vectorised path. Any other value stays as sent,
+    and -0.0 too (its sign reaches the model), so `quick` declines it and that path checks it.
+    """
+    if feature.type != "bool":
+        return data
+    return [
+        BOOLS.get(value, value) if value or math.copysign(1.0, value) > 0 else value
+        for value in data
+    ]
 
 
 def _strings(feature: Feature, datatype: Any, data: list[Any]) -> list[str]:

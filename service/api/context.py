@@ -8,7 +8,7 @@ from typing import cast
 from starlette.requests import Request
 
 from service.api.lane import Lane
-from service.metrics import Metrics
+from service.observability.metrics import Metrics
 from service.registry import ModelRegistry
 from service.settings import Settings
 

@@ -15,9 +15,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service import logs
-from service.logs import access_line, configure_logging, timestamp
 from service.manifest import Manifest
+from service.observability import logs
+from service.observability.logs import access_line, configure_logging, timestamp
+from tests.reliability.helpers import wait_until
 from tests.service.helpers import Server
 
 # Fractions next to a millisecond or second boundary, where rounding to microseconds carries.
@@ -141,7 +142,11 @@ def test_a_real_server_writes_one_access_line_per_request(server: Server, churn:
         ok = http.post("/v1/models/churn/predict", json={"records": [churn.examples[0].record]})
         bad = http.post("/v1/models/churn/predict", json={"records": [{"age": 40}]})
     assert (ok.status_code, bad.status_code) == (200, 422)
-    by_id = {line["request_id"]: line for line in _access_lines(server.log_path)}
+    ids = {ok.headers["x-request-id"], bad.headers["x-request-id"]}
+    # The line is written once the answer is sent: the client may read the log first.
+    by_id = wait_until(
+        lambda: _by_id(server.log_path) if ids <= set(_by_id(server.log_path)) else None
+    )
     good = by_id[ok.headers["x-request-id"]]
     refused = by_id[bad.headers["x-request-id"]]
     assert set(good) == names | {"ts", "level", "logger", "msg"}
@@ -151,6 +156,10 @@ def test_a_real_server_writes_one_access_line_per_request(server: Server, churn:
     assert good["route"] == "/v1/models/{task}/predict" and good["method"] == "POST"
     assert refused["status"] == 422
     assert good["latency_ms"] > 0
+
+
+def _by_id(path: Path) -> dict[str, dict[str, Any]]:
+    return {line["request_id"]: line for line in _access_lines(path)}
 
 
 def _access_lines(path: Path) -> list[dict[str, Any]]:

@@ -115,5 +115,5 @@ def configure_logging(level: str) -> None:
         uvicorn_logger = logging.getLogger(name)
         uvicorn_logger.handlers.clear()
         uvicorn_logger.propagate = True
-    # service.middleware writes one richer line per request; uvicorn's own would duplicate it.
+    # The request context writes one richer line per request; uvicorn's own would duplicate it.
     logging.getLogger("uvicorn.access").disabled = True

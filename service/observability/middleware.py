@@ -11,8 +11,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.logs import access_line
-from service.metrics import Metrics
+from service.observability.logs import access_line
+from service.observability.metrics import Metrics
 
 REQUEST_ID_HEADER = b"x-request-id"
 # A caller's id is echoed only if it is short and plain, so it cannot inject into logs or headers.

@@ -1,0 +1,1 @@
+"""How the service observes itself: Prometheus metrics, JSON-lines logs, the request context."""
