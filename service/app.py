@@ -55,8 +55,8 @@ DESCRIPTION = (
 )
 MAX_ERROR_INPUT = 100
 # The service observes itself through /metrics (Prometheus) and its access log. FastAPI's native
-# OpenTelemetry bridge asks the global providers whether it is configured on every request (about
-# 5% of a one-record request's CPU, measured) to find that no OpenTelemetry SDK is; it is off.
+# OpenTelemetry bridge asks the global providers whether it is configured on every request, a
+# measurable share of a one-record request (bench/RESULTS.md), to find no SDK; it is off.
 NO_OPENTELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 

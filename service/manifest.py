@@ -212,7 +212,7 @@ def normalize_header(header: str) -> str:
 
     Case, spaces and punctuation are ignored and camelCase is split, so `Num Of Products`,
     `num_of_products` and `NumOfProducts` all match. Cached: every CSV request matches its
-    header against every name and alias (two regular expressions each, 0.3 ms for churn).
+    header against every name and alias, two regular expressions each.
     """
     spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", header.strip())
     return re.sub(r"[^a-z0-9]+", "_", spaced.lower()).strip("_")

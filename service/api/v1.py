@@ -45,7 +45,7 @@ async def predict(request: Request) -> Response:
     the inference; big ones take the app's lane (`service.api.lane`): a worker thread, one at a
     time, so the event loop stays responsive and memory holds one big batch, not several.
     Registered as a plain Starlette route (documented in `service.openapi`): FastAPI's parameter
-    machinery measured about a third of the time of a one-record request.
+    machinery cost a large share of a one-record request (bench/RESULTS.md).
     """
     request.state.route = PREDICT_ROUTE
     task: str = request.path_params["task"]

@@ -44,8 +44,8 @@ def _entry(created: float, level: str, logger: str, message: str) -> dict[str, A
 
 
 def timestamp(created: float) -> str:
-    """`datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")` in 1.8 µs
-    instead of 4.4: the date and the time of day are formatted once per second."""
+    """`datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")`, quicker: the
+    date and the time of day are formatted once per second."""
     fraction, whole = math.modf(created)
     micros = round(fraction * 1e6)  # as datetime rounds, half to even
     if micros >= 1_000_000:
@@ -61,8 +61,8 @@ def timestamp(created: float) -> str:
 def access_line(logger: logging.Logger, message: str, fields: dict[str, Any]) -> None:
     """Log `message` with `fields` at INFO: the line `JsonFormatter` would write, written directly.
 
-    Through `Logger.info` one access line cost about 24 µs (a `LogRecord`, the handler chain, the
-    formatter), some 8% of a one-record request; written here it costs about 10. Only while the
+    Through `Logger.info` one access line costs a `LogRecord`, the handler chain and the
+    formatter, a share of a one-record request worth saving (bench/RESULTS.md). Only while the
     service's own logging set-up is in force (`configure_logging`: one JSON handler on the root,
     nothing on the way to it); otherwise, as under pytest's log capture or a handler an operator
     added, the line goes through `logging` as any other.
