@@ -352,6 +352,44 @@ def test_few_rows_are_left_to_the_general_path(model: LoadedModel) -> None:
     )
 
 
+@pytest.mark.parametrize("rows", [1, QUICK_ROWS])
+@pytest.mark.parametrize(
+    ("datatype", "no", "yes"), [("FP64", 0.0, 1.0), ("INT64", 0, 1), ("BOOL", False, True)]
+)
+def test_a_few_rows_with_bools_in_any_datatype_take_the_quick_rules(
+    model: LoadedModel, rows: int, datatype: str, no: Any, yes: Any
+) -> None:
+    """V2 declares bools FP32, so 0 and 1 must not send a one-record body down numpy's path."""
+    inputs = tensors(model, rows)
+    for f in model.manifest.features:
+        if f.type == "bool":
+            data = [yes if i % 2 else no for i in range(rows)]
+            inputs = changed(inputs, f.name, datatype=datatype, data=data)
+    validator = Validator(model.manifest)
+    validator.assemble = _never_called  # type: ignore[method-assign]
+    quick = batch_from_tensors(validator, inputs, LIMIT)
+    assert_same(quick, batch_from_tensors(_vectorised(model), inputs, LIMIT))
+
+
+def test_a_negative_zero_bool_keeps_its_sign(model: LoadedModel) -> None:
+    bool_name = next(f.name for f in model.manifest.features if f.type == "bool")
+    inputs = changed(tensors(model, 1), bool_name, data=[-0.0])
+    batch = batch_from_tensors(model.validator, inputs, LIMIT)
+    assert batch.inputs[bool_name].tobytes() == np.array([[-0.0]], dtype=np.float32).tobytes()
+    assert_same(batch, batch_from_tensors(_vectorised(model), inputs, LIMIT))
+
+
+def _never_called(*args: Any, **kwargs: Any) -> Batch:
+    raise AssertionError("the vectorised path was taken")
+
+
+def _vectorised(model: LoadedModel) -> Validator:
+    """A validator whose plain-Python rules decline everything: numpy's path alone."""
+    validator = Validator(model.manifest)
+    validator.quick = lambda rows: None  # type: ignore[method-assign]
+    return validator
+
+
 def test_more_rows_than_the_limit_are_left_to_the_general_path(model: LoadedModel) -> None:
     body = body_of(tensors(model, 30))
     assert tensors_decoder(model.validator).decode(body, 29) is None
