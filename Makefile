@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PIP_FLAGS ?= --disable-pip-version-check -q
 
 .PHONY: install tools serve train test lint typecheck check clean requirements bench bench-quick \
-	bench-score bench-profile
+	bench-score bench-profile bench-csv
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,10 @@ bench-profile: $(STAMP) tools
 # The batch-scoring command on 1,000,000 generated churn rows, five timed runs (about a minute).
 bench-score: $(STAMP)
 	$(BIN)/python -m bench.score
+
+# pyarrow against the project's CSV code: batch scoring and API bodies (issue 17, about a minute).
+bench-csv: $(STAMP)
+	$(BIN)/python -m bench.csv_readers
 
 # Re-pin the images' requirements from constraints.txt, each extra alone in a throwaway venv.
 requirements:

@@ -51,7 +51,7 @@ class Side:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    source = _input_file(args.rows, args.seed)
+    source = input_file(args.rows, args.seed)
     sides = [Side("ours", REPO)]
     if args.baseline_src is not None:
         sides.insert(0, Side("before", args.baseline_src.resolve()))
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _input_file(rows: int, seed: int) -> Path:
+def input_file(rows: int, seed: int) -> Path:
     """The churn customers to score, from the training generator (made once per size and seed)."""
     path = CACHE / f"churn-{rows}-seed{seed}.csv"
     if not path.exists():
