@@ -133,7 +133,9 @@ def self_check(model: LoadedModel, deadline: float | None = None) -> float:
         except ORT_ERRORS as exc:
             if options.terminate:
                 raise SelfCheckFailed(f"{where}: the self-check ran out of time") from exc
-            raise SelfCheckFailed(f"{where}: the model fails on its examples: {exc}") from exc
+            raise SelfCheckFailed(
+                f"{where}: the model fails on its examples: {_line(exc)}"
+            ) from exc
     if got.shape != expected.shape:
         raise SelfCheckFailed(f"{where}: probabilities shape {got.shape} != {expected.shape}")
     gap = float(np.max(np.abs(got.astype(np.float64) - expected)))
@@ -160,8 +162,7 @@ def _load(folder: Path, where: str, threads: int, max_bytes: int, deadline: floa
             enable_fallback=0,  # no retry (and no message on stdout) for a broken model
         )
     except ORT_ERRORS as exc:
-        raise ArtefactMismatch(f"{where}: onnxruntime cannot load the model: {exc}") from exc
-    del model_bytes  # the session holds its own copy; a big file should not be held twice
+        raise ArtefactMismatch(f"{where}: onnxruntime cannot load the model: {_line(exc)}") from exc
     _check_signature(manifest, session, where)
     validator = Validator(manifest)
     model = LoadedModel(manifest, validator, session, folder, datetime.now(UTC))
@@ -233,8 +234,13 @@ def _read_verified(folder: Path, onnx: OnnxInfo, where: str, max_bytes: int) -> 
 
 def _describe(exc: BaseException) -> str:
     """`Type: first line of the message`, short: shown on /readyz."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
+    return f"{type(exc).__name__}: {_line(exc)}"
+
+
+def _line(exc: BaseException) -> str:
+    """The first line of an error's message, at most 200 characters."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:200] if lines else ""
 
 
 def _check_signature(manifest: Manifest, session: ort.InferenceSession, where: str) -> None:
