@@ -7,8 +7,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import pairwise
 
-import numpy as np
-
 from service import bytecells
 from service.batch import Batch
 from service.bytelines import scored_lines, writable
@@ -21,7 +19,6 @@ from service.render import (
     prediction_header,
 )
 from service.table import (
-    NEWLINE,
     Layout,
     batch_from_block,
     batch_from_flat,
@@ -30,6 +27,7 @@ from service.table import (
     chunks,
     encode_rows,
     layout,
+    newlines,
     plain_cells,
     plain_lines,
     rows,
@@ -158,8 +156,7 @@ def _cells_table(model: LoadedModel, body: bytes, chunk_rows: int) -> TableResul
         table = layout(model.manifest, header[0].split(","))
     except InvalidInput:
         return None  # the text path reports it
-    breaks = np.flatnonzero(np.frombuffer(body, dtype=np.uint8)[end + 1 :] == NEWLINE) + end + 1
-    cuts = [end + 1, *(breaks[chunk_rows - 1 :: chunk_rows] + 1).tolist(), len(body)]
+    cuts = [end + 1, *_chunk_ends(body, end + 1, chunk_rows), len(body)]
     parts: list[Result] = []
     ranges = [(first, stop) for first, stop in pairwise(cuts) if first < stop]
     split: bytecells.Block | None = None
@@ -179,6 +176,14 @@ def _cells_table(model: LoadedModel, body: bytes, chunk_rows: int) -> TableResul
         return None
     kept = split if len(parts) == 1 else None
     return TableResult(model, body, table, parts, chunk_rows, None, True, ranges, kept)
+
+
+def _chunk_ends(body: bytes, start: int, rows: int) -> Iterator[int]:
+    """Where each run of `rows` lines from `start` ends (just past its last newline)."""
+    seen = 0  # newlines before the current piece
+    for breaks in newlines(body, start):
+        yield from (breaks[(rows - 1 - seen) % rows :: rows] + 1).tolist()
+        seen += breaks.size
 
 
 def _plain_table(model: LoadedModel, body: bytes, chunk_rows: int) -> TableResult | None:
