@@ -38,6 +38,14 @@ class UnsafeFile(Exception):
     """A file a manifest names is not a plain, regular file inside its version folder."""
 
 
+class FileTooLarge(UnsafeFile):
+    """A registry file is larger than the cap its reader set."""
+
+
+class _OverCap(OSError):
+    """What `_open_regular` raises for a file over its cap (an OSError, as its other refusals)."""
+
+
 def is_task_name(name: str) -> bool:
     """True for a string that may name a task (and so a folder): snake_case, no path characters."""
     return NAME_PATTERN.fullmatch(name) is not None
@@ -104,6 +112,8 @@ def open_artefact(folder: Path, name: str, max_bytes: int) -> BinaryIO:
         raise UnsafeFile(f"{name}: a symlink that leaves the version folder")
     try:
         handle = _open_regular(real, max_bytes)
+    except _OverCap as exc:
+        raise FileTooLarge(f"{name}: {_reason(exc)}") from exc
     except OSError as exc:
         raise UnsafeFile(f"{name}: cannot be opened ({_reason(exc)})") from exc
     return handle
@@ -125,7 +135,7 @@ def _open_regular(path: Path, max_bytes: int, follow: bool = True) -> BinaryIO:
         if not stat.S_ISREG(info.st_mode):
             raise OSError(0, "not a regular file")
         if info.st_size > max_bytes:
-            raise OSError(0, f"{info.st_size} bytes, over the limit of {max_bytes}")
+            raise _OverCap(0, f"{info.st_size} bytes, over the limit of {max_bytes}")
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
     except BaseException:

@@ -19,7 +19,13 @@ from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
 from service.batch import Batch
 from service.errors import ArtefactError, ArtefactMismatch, InvalidInput, SelfCheckFailed
-from service.layout import LOAD_TIMEOUT_SECONDS, MAX_MODEL_BYTES, UnsafeFile, open_artefact
+from service.layout import (
+    LOAD_TIMEOUT_SECONDS,
+    MAX_MODEL_BYTES,
+    FileTooLarge,
+    UnsafeFile,
+    open_artefact,
+)
 from service.manifest import MANIFEST_FILE, Manifest, ManifestError, OnnxInfo
 from service.records import batch_from_records
 from service.validation import Validator
@@ -216,8 +222,10 @@ def _read_verified(folder: Path, onnx: OnnxInfo, where: str, max_bytes: int) -> 
     is exactly the file loaded."""
     try:
         handle = open_artefact(folder, onnx.file, max_bytes)
+    except FileTooLarge as exc:
+        raise ArtefactMismatch(f"{where}: {exc} (PREDICT_MAX_MODEL_BYTES)") from exc
     except UnsafeFile as exc:
-        raise ArtefactMismatch(f"{where}: {exc} (limit: PREDICT_MAX_MODEL_BYTES)") from exc
+        raise ArtefactMismatch(f"{where}: {exc}") from exc
     digest, chunks, size = hashlib.sha256(), [], 0
     with handle:
         while chunk := handle.read(READ_CHUNK):
