@@ -20,8 +20,7 @@ from bench.cases import BATCH_SIZES, all_cases, baseline_cases
 from bench.load import wrk_path
 from bench.payloads import Body, churn_records, write_bodies
 from bench.runner import REPO, Run, Setup, run_cases
-from service.layout import read_pointer
-from service.manifest import Manifest
+from service.manifest import Manifest, read_pointer
 
 CACHE = REPO / "bench" / ".cache"
 OUR_PACKAGES = (

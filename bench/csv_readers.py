@@ -47,10 +47,16 @@ import pyarrow.compute as pc  # type: ignore[import-untyped]
 import pyarrow.csv as pcsv  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
-from service.batch import Batch
+from service.codecs.csv import (
+    encode_rows,
+    layout,
+    parse_numbers,
+    prediction_cells,
+    prediction_header,
+)
+from service.codecs.probabilities import FLAG_SEPARATOR, needs_repr, rounded
 from service.model import LoadedModel, load_model
-from service.render import FLAG_SEPARATOR, needs_repr, prediction_cells, prediction_header, rounded
-from service.table import encode_rows, layout, parse_numbers
+from service.validation import Batch
 
 REPO = Path(__file__).resolve().parents[1]  # as bench.runner.REPO, whose import pulls in training
 CACHE = REPO / "bench" / ".cache" / "csv_readers"
@@ -270,7 +276,7 @@ def batch_sides(folder: Path, source: Path, parquet: Path, workers: int) -> list
     ours = [sys.executable, "-m", "bench.csv_readers", "--workers", str(workers), "--pipeline"]
     arrow_start = "import os, bench.csv_readers; os._exit(0)"
     sides = [Side(f"today: `service score`, {workers} worker processes", today,
-                  CACHE / "out-today.csv", "import os, service.score; os._exit(0)")]  # fmt: skip
+                  CACHE / "out-today.csv", "import os, service.batch.cli; os._exit(0)")]  # fmt: skip
     made = {
         "csv": (f"pyarrow CSV, {workers} threads", source, "csv"),
         "csv-reader-threads": ("pyarrow CSV, the reader's threads, 1 thread", source, "csv"),
@@ -391,7 +397,7 @@ class ApiRow:
 def run_api(
     model: LoadedModel, bodies: dict[int, bytes], repeats: int, seconds: float, chunk: int
 ) -> list[ApiRow]:
-    from service.predict import predict_table  # today's API path (parent process only)
+    from service.codecs.csv import predict_table  # today's API path (parent process only)
 
     answers: dict[str, Callable[[bytes], bytes]] = {
         "today": lambda body: b"".join(predict_table(model, body, chunk).output()),

@@ -107,7 +107,7 @@ def _measure(side: Side, source: Path, output: Path, workers: int) -> None:
 
 def _start_up(side: Side) -> float:
     """Interpreter start and the command's imports, then `os._exit` as after a run."""
-    code = "import os, service.score; os._exit(0)"
+    code = "import os, service.batch.cli; os._exit(0)"
     started = time.perf_counter()
     subprocess.run(
         [sys.executable, "-c", code], cwd=side.src, env=_env(side), capture_output=True, check=True

@@ -60,7 +60,7 @@ class Frame:
         if name.startswith(OURS):
             return "service"
         if name == "<string>":
-            return "generated code"  # service.typed_json's column reader, written with exec
+            return "generated code"  # service.codecs.v1_json's column reader, written with exec
         if "/" in name:
             return name.split("/", 1)[0]
         if name.startswith("libpython"):

@@ -1,6 +1,6 @@
 """`python -m service` / `draftpick-serve`: run the server with settings from PREDICT_* variables.
 
-`python -m service score ...` scores a CSV file offline instead (see `service.score`).
+`python -m service score ...` scores a CSV file offline instead (see `service.batch.cli`).
 
 Exit codes: 0 after a clean drain; 75 when the grace period ran out with requests still running
 (`service.server.DRAIN_CUT_SHORT`); 3 when the server could not start (uvicorn's code).
@@ -25,7 +25,7 @@ def main() -> None:
     without uvicorn and the settings model.
     """
     if sys.argv[1:2] == ["score"]:
-        from service.score import main as score
+        from service.batch.cli import main as score
 
         code = score(sys.argv[2:])
         # The run is over and every file it wrote is closed and renamed. Skipping the teardown
@@ -55,8 +55,7 @@ def _serve(config: ServiceConfig) -> int:
     """
     from uvicorn.config import STARTUP_FAILURE
 
-    from service.server import ServiceServer
-    from service.workers import Supervisor
+    from service.server import ServiceServer, Supervisor
 
     if config.workers > 1:
         supervisor = Supervisor(config, sockets=[config.bind_socket()])

@@ -24,9 +24,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from service.api import admin, health, v1, v2, web
-from service.api.context import AppContext
-from service.api.direct import DirectRoutes
-from service.api.responses import json_response
+from service.api.context import AppContext, DirectRoutes, json_response
 from service.errors import (
     BatchTooLarge,
     BodyTimeout,
@@ -36,13 +34,13 @@ from service.errors import (
     ServiceError,
     Unauthenticated,
 )
-from service.heap import SERVICE_TRIM_THRESHOLD, keep_freed_memory
 from service.observability.logs import configure_logging
 from service.observability.metrics import Metrics
 from service.observability.middleware import RequestContext
 from service.openapi import build_openapi
 from service.registry import LoadLimits, ModelRegistry
 from service.security import protect
+from service.server import SERVICE_TRIM_THRESHOLD, keep_freed_memory
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -92,7 +90,7 @@ def _wrap_stack(app: FastAPI, ctx: AppContext) -> None:
     """Request context (id, metrics, log) and CORS outside FastAPI's stack; predictions direct.
 
     Outside, so every response, the direct ones and FastAPI's 500s included, gets its id, its
-    metrics and its CORS headers; see `service.api.direct` for why predictions skip the stack.
+    metrics and its CORS headers; see `service.api.context` for why predictions skip the stack.
     """
     build = app.build_middleware_stack
     direct = {v1.PREDICT_ROUTE: v1.predict, **dict.fromkeys(v2.INFER_ROUTES, v2.infer)}
@@ -130,7 +128,7 @@ def _lifespan(ctx: AppContext) -> Callable[[FastAPI], contextlib.AbstractAsyncCo
         # Everything alive now (framework, models) lives as long as the process: frozen, the
         # collector's full passes skip it, which took the p99 latency from 100s of ms to ms.
         gc.freeze()
-        keep_freed_memory(SERVICE_TRIM_THRESHOLD)  # big requests reuse pages (`service.heap`)
+        keep_freed_memory(SERVICE_TRIM_THRESHOLD)  # big requests reuse pages (`service.server`)
         logger.info(
             "service started",
             extra={

@@ -17,18 +17,19 @@ import numpy.typing as npt
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
-from service.batch import Batch
 from service.errors import ArtefactError, ArtefactMismatch, InvalidInput, SelfCheckFailed
-from service.layout import (
+from service.manifest import (
     LOAD_TIMEOUT_SECONDS,
+    MANIFEST_FILE,
     MAX_MODEL_BYTES,
     FileTooLarge,
+    Manifest,
+    ManifestError,
+    OnnxInfo,
     UnsafeFile,
     open_artefact,
 )
-from service.manifest import MANIFEST_FILE, Manifest, ManifestError, OnnxInfo
-from service.records import batch_from_records
-from service.validation import Validator
+from service.validation import Batch, Validator, batch_from_records
 
 PROBABILITIES = "probabilities"
 REQUIRED_OUTPUTS = ("label", PROBABILITIES)

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from service.errors import ArtefactError, ModelNotFound, ModelNotReady, RegistryUnreadable
-from service.layout import LOAD_TIMEOUT_SECONDS, MAX_MODEL_BYTES, PointerError, read_pointer
-from service.layout import task_dirs as list_task_dirs
+from service.manifest import LOAD_TIMEOUT_SECONDS, MAX_MODEL_BYTES, PointerError, read_pointer
+from service.manifest import task_dirs as list_task_dirs
 from service.model import LoadedModel, load_model
 
 logger = logging.getLogger(__name__)

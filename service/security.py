@@ -17,7 +17,7 @@ from pydantic import SecretStr
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api.direct import ErrorHandler
+from service.api.context import ErrorHandler
 from service.errors import BodyTimeout, InvalidApiKey, MissingApiKey, ServiceError
 from service.settings import Settings
 

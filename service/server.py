@@ -3,27 +3,59 @@
 uvicorn's own server, at the end of the grace period, cancels the requests still running: each
 client gets a plain-text 500, the log a traceback, and the process exits 0. Here those requests
 get a JSON 503 in their API's format (or, if their answer had begun, a closed connection), the
-log one warning line, and the exit code `DRAIN_CUT_SHORT`.
-"""
+log one warning line, and the exit code `DRAIN_CUT_SHORT`."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import logging
+import multiprocessing
+import os
+import signal
 import socket
+import sys
+import threading
 from collections.abc import Iterator
 from http import HTTPStatus
 from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
-from uvicorn.config import Config
+from uvicorn.config import STARTUP_FAILURE, Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
+from uvicorn.supervisors.multiprocess import Multiprocess, Process
 
 from service.settings import Settings
+
+# mallopt parameters (malloc.h)
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD_MAX = 32 * 1024 * 1024  # glibc's ceiling on 64-bit systems
+TRIM_THRESHOLD = 256 * 1024 * 1024
+SERVICE_TRIM_THRESHOLD = 64 * 1024 * 1024
+
+
+def keep_freed_memory(trim_threshold: int = TRIM_THRESHOLD) -> bool:
+    """Raise glibc's mmap and trim thresholds for this process and those it forks later.
+
+    False, changing nothing, where the C library has no `mallopt` (musl, macOS).
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError, TypeError):  # TypeError: Windows has no CDLL(None)
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    done = [
+        mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX),
+        mallopt(M_TRIM_THRESHOLD, trim_threshold),
+    ]
+    return all(done)
+
 
 APP = "service.app:app_from_env"
 # sysexits.h EX_TEMPFAIL: a temporary failure, worth retrying. Not 1 (an unhandled exception),
@@ -238,3 +270,126 @@ class _Refusals:
 
 
 _refusals = _Refusals()
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+logger = logging.getLogger(__name__)
+
+
+def die_with_parent() -> None:
+    """Have this process sent SIGTERM when its parent dies; exit now if it already has.
+
+    SIGTERM rather than SIGKILL: the worker closes its listening socket at once, so the port is
+    free, and finishes its requests within the grace period. Linux sends the signal when the
+    *thread* that started this process ends; `WorkerProcess.start` keeps that the supervisor's
+    main thread, which lives as long as the supervisor.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return  # not started by a supervisor
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            error = os.strerror(ctypes.get_errno())
+            logger.warning("worker will not die with its supervisor: prctl failed: %s", error)
+    if os.getppid() != parent.pid:
+        # Orphaned before the request above took effect: no signal will come, so leave now.
+        logger.warning("supervisor gone before the worker started; exiting")
+        raise SystemExit(0)
+
+
+class WorkerProcess(Process):
+    """One worker: tied to the supervisor's life, serving with `ServiceServer`."""
+
+    config: ServiceConfig
+
+    @property
+    def server(self) -> ServiceServer:
+        if not isinstance(self._server, ServiceServer):
+            self._server = ServiceServer(self.config)
+        return self._server
+
+    def start(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError("a worker must be started by the supervisor's main thread")
+        super().start()
+
+    def target(self, sockets: list[socket.socket] | None = None) -> None:
+        """In the worker: serve until told to stop, then exit with the server's exit code."""
+        die_with_parent()
+        super().target(sockets)
+        raise SystemExit(self.server.exit_code)
+
+
+class Supervisor(Multiprocess):
+    """uvicorn's supervisor, starting `WorkerProcess`es; its exit code sums up the workers'.
+
+    uvicorn names its worker class inside four methods, so those four are uvicorn's code again
+    with `WorkerProcess`; tests/reliability/test_workers.py fails if uvicorn starts workers in
+    any other method.
+    """
+
+    config: ServiceConfig
+
+    @property
+    def exit_code(self) -> int:
+        """3 if a worker failed to start, 75 if one cut its drain short, else 0."""
+        codes = {process.exitcode for process in self.processes}
+        for code in (STARTUP_FAILURE, DRAIN_CUT_SHORT):
+            if code in codes:
+                return code
+        return 0
+
+    def init_processes(self) -> None:
+        for _ in range(self.processes_num):
+            self.processes.append(self._start_worker())
+
+    def restart_all(self) -> None:
+        """SIGHUP: replace each worker, its replacement serving before the old one is retired."""
+        for idx, old_process in enumerate(self.processes):
+            if self.should_exit.is_set():
+                return
+            new_process = self._start_worker()
+            timeout = self.config.timeout_worker_healthcheck
+            if not new_process.wait_until_ready(timeout, self.should_exit):
+                new_process.kill()
+                new_process.join()
+                if not self.should_exit.is_set():
+                    logger.error(
+                        "new worker [%s] not ready in time: keeping worker [%s], restart aborted",
+                        new_process.pid,
+                        old_process.pid,
+                    )
+                return
+            old_process.terminate()
+            old_process.join()
+            self.processes[idx] = new_process
+
+    def keep_subprocess_alive(self) -> None:
+        if self.should_exit.is_set():
+            return
+        for idx, process in enumerate(self.processes):
+            if process.is_alive(timeout=self.config.timeout_worker_healthcheck):
+                continue
+            process.kill()  # hung: kill it
+            process.join()
+            if process.exitcode == STARTUP_FAILURE:
+                # Broken app, socket or settings: every restart would fail the same way.
+                logger.error("worker [%s] failed to start: stopping", process.pid)
+                self.should_exit.set()
+                return
+            if self.should_exit.is_set():
+                return
+            logger.info("worker [%s] died: starting another", process.pid)
+            self.processes[idx] = self._start_worker()
+
+    def handle_ttin(self) -> None:
+        logger.info("Received SIGTTIN: one more worker")
+        self.processes_num += 1
+        self.processes.append(self._start_worker())
+
+    def _start_worker(self) -> WorkerProcess:
+        process = WorkerProcess(self.config, self.sockets)
+        process.start()
+        return process

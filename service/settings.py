@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from service.layout import LOAD_TIMEOUT_SECONDS, MAX_MODEL_BYTES
+from service.manifest import LOAD_TIMEOUT_SECONDS, MAX_MODEL_BYTES
 
 MIB = 1024 * 1024
 

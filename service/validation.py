@@ -1,4 +1,5 @@
-"""The manifest's rules as arrays, applied to a whole batch at once.
+"""The manifest's rules as arrays, applied to a whole batch at once, and the checked `Batch`
+they give: one model input array per feature, whatever shape the request came in.
 
 All numeric features are checked together as one [features, records] matrix, so a request costs
 about ten numpy operations whatever its width and length. Only when a check fails are the values
@@ -8,6 +9,7 @@ walked again, feature by feature, to name the first offending records and the ru
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from itertools import chain, islice
 from operator import itemgetter
 from typing import Any
@@ -15,8 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from service.batch import Batch
-from service.errors import Problem
+from service.errors import InvalidInput, Problem
 from service.manifest import Feature, Manifest
 
 MAX_PROBLEMS_PER_RULE = 5
@@ -31,6 +32,38 @@ BOOL_WORDS: dict[str, float] = {
 }
 Matrix = npt.NDArray[np.float64]
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+NO_FLAGS: list[str] = []
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Inputs in manifest order, ready for one `InferenceSession.run`, and out-of-range flags."""
+
+    size: int
+    inputs: dict[str, npt.NDArray[Any]]
+    out_of_range: dict[str, npt.NDArray[np.bool_]]
+
+    def flags(self) -> list[list[str]]:
+        """Per record, the features outside the training range (usually none, so kept cheap)."""
+        result = [NO_FLAGS] * self.size
+        for row, names in self.flagged():
+            result[row] = names
+        return result
+
+    def flagged(self) -> list[tuple[int, list[str]]]:
+        """Only the records with a feature outside the training range, and those features."""
+        if not self.out_of_range:
+            return []
+        names = list(self.out_of_range)
+        matrix = np.vstack([self.out_of_range[name] for name in names])
+        return [
+            (row, [name for name, hit in zip(names, matrix[:, row].tolist(), strict=True) if hit])
+            for row in np.flatnonzero(matrix.any(axis=0)).tolist()
+        ]
+
+    def without_inputs(self) -> Batch:
+        """The flags only: what a CSV chunk keeps after its run, so big files stay small."""
+        return Batch(self.size, {}, self.out_of_range)
 
 
 class ValuesInvalid(Exception):
@@ -109,7 +142,7 @@ class Validator:
 
         `raw` holds the values as the caller sent them, quoted back in error messages.
         `known_categories`: the category columns were built from the allowed values themselves
-        (`service.bytecells` reads them as indices), so checking them again is skipped.
+        (`service.batch.cells` reads them as indices), so checking them again is skipped.
         """
         problems = [
             p
@@ -305,3 +338,65 @@ def _number(value: float) -> str:
 def _choices(options: Sequence[str]) -> str:
     quoted = [repr(option) for option in options]
     return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+
+
+def batch_from_records(validator: Validator, records: list[Any]) -> Batch:
+    """JSON records (objects keyed by feature name) checked against the rules: every wrong
+    shape, key, type and value is named by record and field."""
+    if set(map(type, records)) != {dict}:
+        raise InvalidInput(_not_objects(records))
+    columns = _columns([f.name for f in validator.features], records)
+    problems = validator.json_types(columns)
+    if problems:
+        raise InvalidInput(validator.ordered(problems))
+    numbers = np.array([columns[f.name] for f in validator.numeric], dtype=np.float64)
+    numbers = numbers.reshape(len(validator.numeric), len(records))  # [0, n] when no numbers
+    categories = {f.name: columns[f.name] for f in validator.categorical}
+    try:
+        return validator.assemble(len(records), numbers, categories, columns)
+    except ValuesInvalid as exc:
+        raise InvalidInput(exc.problems) from exc
+
+
+def _columns(names: list[str], records: list[dict[str, Any]]) -> dict[str, Sequence[Any]]:
+    """Each feature's values; exact key sets follow from the total key count plus no KeyError.
+
+    Values are fetched a record at a time (one itemgetter call each, cache friendly) and then
+    transposed by zip, which measured 4x faster than one pass over the records per feature.
+    """
+    if sum(map(len, records)) == len(names) * len(records):
+        getter = itemgetter(*names)
+        try:
+            rows = list(map(getter, records))
+        except KeyError:
+            pass
+        else:
+            if len(names) == 1:
+                return {names[0]: rows}
+            return dict(zip(names, zip(*rows, strict=True), strict=True))
+    raise InvalidInput(_key_problems(names, records))
+
+
+def _key_problems(names: list[str], records: list[dict[str, Any]]) -> list[Problem]:
+    expected = set(names)
+    problems: list[Problem] = []
+    for index, record in enumerate(records):
+        problems.extend(
+            Problem(index, name, "Field required", "missing")
+            for name in names
+            if name not in record
+        )
+        problems.extend(
+            Problem(index, key, "Extra inputs are not permitted", "extra_forbidden", record[key])
+            for key in record
+            if key not in expected
+        )
+        if len(problems) >= MAX_PROBLEMS:
+            break
+    return problems[:MAX_PROBLEMS]
+
+
+def _not_objects(records: list[Any]) -> list[Problem]:
+    bad = [i for i, record in enumerate(records) if type(record) is not dict][:MAX_PROBLEMS]
+    msg = "Input should be an object of feature values"
+    return [Problem(i, None, msg, "dict_type", records[i]) for i in bad]

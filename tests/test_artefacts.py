@@ -9,8 +9,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from service.layout import read_pointer, task_dirs
-from service.manifest import Manifest, sha256_file
+from service.manifest import Manifest, read_pointer, sha256_file, task_dirs
 from training.spec import builtin_tasks, load_task
 from training.train import TrainOptions, train
 

@@ -16,8 +16,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from service.layout import task_dirs
-from service.manifest import Manifest, ManifestError
+from service.manifest import Manifest, ManifestError, task_dirs
 from training import registry
 from training.data import DataError
 from training.export import ParityError

@@ -16,14 +16,16 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
-from service.layout import (
+from service.manifest import (
+    MANIFEST_FILE,
     POINTER_FILE,
     STAGING_PREFIX,
+    Manifest,
+    ManifestError,
     PointerError,
     is_version_name,
     read_pointer,
 )
-from service.manifest import MANIFEST_FILE, Manifest, ManifestError
 
 LOCK_FILE = ".lock"
 DEFAULT_KEEP = 5

@@ -8,8 +8,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from service.api.context import context
-from service.api.responses import json_response
+from service.api.context import context, json_response
 from service.errors import AdminDisabled, Forbidden, Unauthenticated
 
 router = APIRouter(prefix="/admin", tags=["admin"])

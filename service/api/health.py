@@ -6,8 +6,7 @@ from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 
-from service.api.context import context
-from service.api.responses import json_response
+from service.api.context import context, json_response
 
 router = APIRouter(tags=["operations"])
 

@@ -8,15 +8,19 @@ from starlette.concurrency import iterate_in_threadpool
 from starlette.datastructures import State
 from starlette.responses import Response, StreamingResponse
 
-from service.api.body import media_kind, parse_json, read_body
-from service.api.context import AppContext, context
-from service.api.responses import json_response
-from service.byterecords import prediction_json
+from service.api.context import (
+    AppContext,
+    context,
+    json_response,
+    media_kind,
+    parse_json,
+    read_body,
+)
+from service.codecs.csv import Answer, Result, TableResult, predict_table
+from service.codecs.v1_json import prediction_json, records_decoder, records_of
 from service.model import LoadedModel
-from service.predict import Answer, Result, TableResult, predict_table
-from service.records import batch_from_records, records_of
-from service.schemas import model_details, model_summary
-from service.typed_json import records_decoder
+from service.openapi import model_details, model_summary
+from service.validation import batch_from_records
 
 PREDICT_ROUTE = "/v1/models/{task}/predict"
 router = APIRouter(prefix="/v1", tags=["v1"])
@@ -42,7 +46,7 @@ async def predict(request: Request) -> Response:
     """Predict JSON `{"records": [...]}` or a CSV (answered in kind), checked against the manifest.
 
     `async def` on purpose: for small bodies the thread-pool hop of a `def` route costs more than
-    the inference; big ones take the app's lane (`service.api.lane`): a worker thread, one at a
+    the inference; big ones take the app's lane (`service.api.context`): a worker thread, one at a
     time, so the event loop stays responsive and memory holds one big batch, not several.
     Registered as a plain Starlette route (documented in `service.openapi`): FastAPI's parameter
     machinery cost a large share of a one-record request (bench/RESULTS.md).

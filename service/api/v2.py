@@ -12,21 +12,26 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from service.api.body import media_kind, parse_json, read_body
-from service.api.context import context
-from service.api.responses import json_bytes, json_response
-from service.batch import Batch
-from service.errors import BadTensor, VersionNotFound
-from service.model import LoadedModel
-from service.predict import Answer, Result
-from service.tensor_json import tensors_decoder
-from service.tensors import (
+from service.api.context import (
+    context,
+    json_bytes,
+    json_response,
+    media_kind,
+    parse_json,
+    read_body,
+)
+from service.codecs.csv import Answer, Result
+from service.codecs.v2 import (
     batch_from_tensors,
     encode_outputs,
     input_metadata,
     output_metadata,
     requested_outputs,
+    tensors_decoder,
 )
+from service.errors import BadTensor, VersionNotFound
+from service.model import LoadedModel
+from service.validation import Batch
 
 SERVER_NAME = "draftpick-serving"
 PLATFORM = "onnxruntime_onnx"
@@ -107,7 +112,7 @@ for _path in INFER_ROUTES:
 def _infer(model: LoadedModel, body: bytes, limit: int) -> Answer:
     """Parse, check, run and encode: the whole of an inference request's work, in one call.
 
-    A large valid body is read by the fast path (`service.tensor_json`); anything it declines
+    A large valid body is read by the fast path (`service.codecs.v2`); anything it declines
     is read by the general one, which names every problem.
     """
     decoded = tensors_decoder(model.validator).decode(body, limit)

@@ -1,21 +1,66 @@
 """The web page: its static files, the model card data and the report plots of served versions.
 
 Nothing from a URL is ever joined into a file path: static files and plot names are looked up in
-fixed tables, and plots are read only from the folder of the version the registry has loaded.
-"""
+fixed tables, and plots are read only from the folder of the version the registry has loaded."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from service.api.context import context
-from service.api.responses import json_response
-from service.card import PLOTS, REPORT_FOLDER, model_card
+from service.api.context import context, json_response
+from service.model import LoadedModel
+
+# The report plots training writes for every version, in the order the card shows them.
+PLOTS: dict[str, str] = {
+    "loss_curve.png": "Loss curve (training loss and validation score per epoch)",
+    "roc.png": "ROC curve",
+    "precision_recall.png": "Precision-recall curve",
+    "confusion_matrix.png": "Confusion matrix on the test rows",
+    "calibration.png": "Calibration: predicted probability against observed frequency",
+}
+REPORT_FOLDER = "report"
+
+
+def model_card(model: LoadedModel) -> dict[str, Any]:
+    """Version, provenance, threshold, metrics (and the Bayes-optimal ones) and the plots found."""
+    manifest = model.manifest
+    return {
+        "name": manifest.name,
+        "title": manifest.title,
+        "description": manifest.description,
+        "version": manifest.version,
+        "created_at": manifest.created_at.isoformat(),
+        "loaded_at": model.loaded_at.isoformat(),
+        "kind": manifest.kind,
+        "target": manifest.target,
+        "labels": manifest.labels,
+        "positive_label": manifest.positive_label,
+        "threshold": manifest.threshold,
+        "threshold_criterion": manifest.params.get("threshold_criterion"),
+        "data": manifest.data.model_dump(mode="json", exclude={"sha256"}),
+        "metrics": manifest.metrics.model_dump(mode="json"),
+        "holdout_metrics": (
+            manifest.holdout_metrics.model_dump(mode="json") if manifest.holdout_metrics else None
+        ),
+        "parity_max_abs_diff": manifest.parity_max_abs_diff,
+        "plots": [
+            {"file": name, "title": title, "url": plot_url(model, name)}
+            for name, title in PLOTS.items()
+            if (model.path / REPORT_FOLDER / name).is_file()
+        ],
+    }
+
+
+def plot_url(model: LoadedModel, name: str) -> str:
+    """Versioned, so a browser may cache a plot for good: a version folder never changes."""
+    return f"/web/models/{model.name}/versions/{model.version}/report/{name}"
+
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 STATIC_TYPES = {

@@ -17,8 +17,7 @@ import httpx
 import pytest
 import uvicorn
 
-from service.layout import read_pointer
-from service.manifest import Manifest
+from service.manifest import Manifest, read_pointer
 from service.settings import Settings
 from tests.service.helpers import Server, free_port
 

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from service.layout import read_pointer
-from service.manifest import Manifest
+from service.manifest import Manifest, read_pointer
 from tests.service.helpers import REPO, Server, free_port
 
 from .conftest import require_tool

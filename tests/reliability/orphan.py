@@ -10,7 +10,7 @@ import multiprocessing
 import os
 import time
 
-from service.workers import die_with_parent
+from service.server import die_with_parent
 
 EXITED = "exited"
 KEPT_GOING = "kept going"

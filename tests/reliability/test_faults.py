@@ -29,8 +29,7 @@ from typing import Any
 import httpx
 import pytest
 
-from service.layout import read_pointer
-from service.manifest import Manifest
+from service.manifest import Manifest, read_pointer
 from tests.reliability.helpers import rss_mib, wait_until
 from tests.service.helpers import REPO, Server, copy_registry, manifest_of
 from training.registry import promote

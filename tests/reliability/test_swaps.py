@@ -21,8 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from service.layout import read_pointer
-from service.manifest import Manifest
+from service.manifest import Manifest, read_pointer
 from tests.reliability.conftest import StartServer
 from tests.reliability.helpers import Load, Oracle, wait_until
 from tests.service.helpers import copy_registry, manifest_of, train_task

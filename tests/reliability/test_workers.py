@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from uvicorn.supervisors import multiprocess
 
-from service.workers import Supervisor
+from service.server import Supervisor
 from tests.reliability import orphan
 from tests.reliability.conftest import StartServer
 from tests.reliability.helpers import accepts

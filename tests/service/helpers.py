@@ -14,9 +14,8 @@ from typing import IO, Any
 
 import httpx
 
-from service.batch import Batch
-from service.layout import read_pointer
-from service.manifest import Manifest
+from service.manifest import Manifest, read_pointer
+from service.validation import Batch
 from training.spec import load_task
 from training.train import TrainOptions, train
 

@@ -12,8 +12,8 @@ import orjson
 import pytest
 import tritonclient.http as triton
 
+from service.codecs.v2 import TensorsDecoder
 from service.manifest import Manifest
-from service.tensor_json import TensorsDecoder
 from service.validation import Validator
 from tests.service.helpers import Server
 

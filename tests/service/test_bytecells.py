@@ -1,4 +1,4 @@
-"""`service.bytecells`, the byte-level fast path for plain CSV, against the general text path.
+"""`service.batch.cells`, the byte-level fast path for plain CSV, against the general text path.
 
 Where the fast path reads a block it must give exactly the general path's batch (same floats to
 the bit, same categories, same flags); where it cannot, it must say so (None) rather than guess.
@@ -13,11 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service import bytecells
-from service.batch import Batch
-from service.layout import read_pointer
-from service.model import LoadedModel, load_model
-from service.table import (
+from service.batch import cells as bytecells
+from service.codecs.csv import (
     Layout,
     batch_from_block,
     batch_from_flat,
@@ -25,7 +22,9 @@ from service.table import (
     plain_cells,
     plain_lines,
 )
-from service.validation import Validator
+from service.manifest import read_pointer
+from service.model import LoadedModel, load_model
+from service.validation import Batch, Validator
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 

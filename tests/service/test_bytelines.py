@@ -14,13 +14,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service import bytecells
-from service.batch import Batch
-from service.bytelines import probability_bytes, scored_lines, writable
-from service.layout import read_pointer
+from service.batch import cells as bytecells
+from service.batch.lines import scored_lines, writable
+from service.batch.scoring import BlockScorer
+from service.codecs.csv import prediction_columns
+from service.codecs.probabilities import probability_bytes, probability_text
+from service.manifest import read_pointer
 from service.model import LoadedModel, Prediction, load_model
-from service.render import prediction_columns, probability_text
-from service.scorer import BlockScorer
+from service.validation import Batch
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 TASKS = ("churn", "digits")  # binary and multiclass

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import orjson
@@ -14,14 +15,40 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.batch import Batch
-from service.bytelines import SLICE_ROWS
-from service.byterecords import MATRIX_ROWS, formatted, matrix, prediction_json
+from service.codecs.probabilities import SLICE_ROWS, rounded
+from service.codecs.v1_json import MATRIX_ROWS, formatted, matrix, prediction_json
 from service.model import LoadedModel, Prediction
-from service.render import prediction_records
+from service.validation import Batch
 from tests.service.test_bytelines import ODD, SETTINGS, TASKS, flagged_batch, models, probability
 
 __all__ = ["models"]  # the fixture, shared with the CSV byte writer's tests
+
+
+def prediction_records(
+    model: LoadedModel, batch: Batch, prediction: Prediction
+) -> list[dict[str, Any]]:
+    """Per record: label, probability, probabilities by label, out_of_range (features).
+
+    One rounding and one `tolist` for the whole batch; the chosen probability is read from the
+    rounded row rather than computed again.
+    """
+    labels = model.manifest.labels
+    classes = prediction.classes.tolist()
+    rows = rounded(prediction.probabilities).tolist()
+    if model.manifest.kind == "binary":
+        positive = model.manifest.positive_index
+        chosen = [row[positive] for row in rows]
+    else:
+        chosen = [row[index] for row, index in zip(rows, classes, strict=True)]
+    return [
+        {
+            "label": labels[index],
+            "probability": p,
+            "probabilities": dict(zip(labels, row, strict=True)),
+            "out_of_range": flags,
+        }
+        for index, p, row, flags in zip(classes, chosen, rows, batch.flags(), strict=True)
+    ]
 
 
 def expected(model: LoadedModel, batch: Batch, prediction: Prediction) -> bytes:

@@ -19,15 +19,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service import predict
-from service.batch import Batch
+from service.batch.scoring import BlockResult, BlockScorer
+from service.codecs import csv as predict
+from service.codecs.probabilities import probability_text
+from service.codecs.v1_json import QUICK_RECORDS
 from service.errors import InvalidInput, ServiceError
-from service.layout import read_pointer
-from service.manifest import Feature
+from service.manifest import Feature, read_pointer
 from service.model import LoadedModel, load_model
-from service.records import QUICK_RECORDS, batch_from_records, checked_batch
-from service.render import probability_text
-from service.scorer import BlockResult, BlockScorer
+from service.validation import Batch, batch_from_records
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 TASKS = ("churn", "draft_pick", "digits")
@@ -97,24 +96,9 @@ def same_batches(a: Batch, b: Batch) -> None:
     assert a.flags() == b.flags()
 
 
-@SETTINGS
-@given(data=st.data(), task=st.sampled_from(TASKS))
-def test_columnar_records_match_the_checked_path(
-    models: dict[str, LoadedModel], data: st.DataObject, task: str
-) -> None:
-    validator = models[task].validator
-    records = records_for(models[task], data.draw)
-    fast = outcome(lambda: batch_from_records(validator, records))
-    slow = outcome(lambda: checked_batch(validator, records))
-    if isinstance(fast, Batch) and isinstance(slow, Batch):
-        same_batches(fast, slow)
-    else:
-        assert fast == slow
-
-
 def cell_of(feature: Feature, value: Any, fixed: bool) -> str:
     """A cell as a person or a spreadsheet writes it: floats in full or with 2 decimals (the
-    form `service.bytecells` reads from bytes; the full form takes the text path)."""
+    form `service.batch.cells` reads from bytes; the full form takes the text path)."""
     if feature.type == "bool":
         return "1" if value else "0"
     if fixed and feature.type == "float":

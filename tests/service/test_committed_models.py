@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from service.layout import read_pointer, task_dirs
-from service.manifest import Manifest
+from service.manifest import Manifest, read_pointer, task_dirs
 from tests.service.helpers import REPO, Server
 
 COMMITTED = REPO / "models"

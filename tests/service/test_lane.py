@@ -1,4 +1,4 @@
-"""Big requests take one lane (`service.api.lane`): one at a time, off the event loop.
+"""Big requests take one lane (`service.api.context`): one at a time, off the event loop.
 
 The lane is what keeps a worker's peak memory to one big batch and its event loop free for small
 requests; these tests provoke both: big bodies at once (each still answered in full and in kind)
@@ -18,7 +18,7 @@ import anyio
 import httpx
 import pytest
 
-from service.api.lane import INLINE_BYTES, Lane
+from service.api.context import INLINE_BYTES, Lane
 from service.manifest import Manifest
 from tests.service.helpers import Server
 
@@ -124,7 +124,7 @@ def _minor_faults(pid: int) -> int:
 def test_a_worker_reuses_the_memory_of_its_last_big_request(
     server: Server, churn: Manifest
 ) -> None:
-    """Once warm, a big request faults in next to no fresh pages (`service.heap`): with glibc's
+    """Once warm, a big request faults in next to no fresh pages (`service.server`): with glibc's
     defaults each 10,000-record JSON request faulted in about 1,000 (4 MB, 4-5 ms of system time).
     """
     assert server.process is not None

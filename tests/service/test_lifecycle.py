@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from service.layout import read_pointer
+from service.manifest import read_pointer
 from tests.service.helpers import ADMIN_TOKEN, Server, copy_registry, manifest_of, train_task
 
 StartServer = Callable[..., Server]

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from service.errors import ArtefactError, ArtefactMismatch, SelfCheckFailed
-from service.layout import read_pointer
+from service.manifest import read_pointer
 from service.model import load_model
-from service.records import batch_from_records
+from service.validation import batch_from_records
 
 
 def current(models: Path, task: str) -> Path:

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from service import score
-from service.blocks import BLOCK_BYTES, blocks, read_record
+from service.batch import cli as score
+from service.batch.blocks import BLOCK_BYTES, blocks, read_record
 from service.manifest import Manifest
 from tests.service.helpers import REPO, copy_registry
 

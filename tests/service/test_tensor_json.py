@@ -1,4 +1,4 @@
-"""`service.tensor_json`, the fast path for large v2 JSON bodies, against the general path.
+"""`service.codecs.v2`, the fast path for large v2 JSON bodies, against the general path.
 
 Where the fast path reads a body it must give exactly the general path's batch (same float32
 inputs to the bit, same categories, same out-of-range flags) and the same answer; anything else
@@ -19,16 +19,21 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from service import tensor_json
-from service.api.body import parse_json
+from service.api.context import parse_json
 from service.api.v2 import _infer
-from service.batch import Batch
+from service.codecs import v2 as tensor_json
+from service.codecs.v2 import (
+    QUICK_ROWS,
+    Decoded,
+    TensorsDecoder,
+    batch_from_tensors,
+    read_numbers,
+    tensors_decoder,
+)
 from service.errors import ServiceError
-from service.layout import read_pointer
+from service.manifest import read_pointer
 from service.model import LoadedModel, load_model
-from service.tensor_json import Decoded, TensorsDecoder, read_numbers, tensors_decoder
-from service.tensors import QUICK_ROWS, batch_from_tensors
-from service.validation import Validator
+from service.validation import Batch, Validator
 from tests.service.helpers import assert_same
 
 MODELS = Path(__file__).resolve().parents[2] / "models"

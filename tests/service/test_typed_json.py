@@ -1,4 +1,4 @@
-"""`service.typed_json`, msgspec's fast path for v1 JSON bodies, against the general path.
+"""`service.codecs.v1_json`, msgspec's fast path for v1 JSON bodies, against the general path.
 
 Where the fast path reads a body it must give exactly the general path's batch (same float32
 inputs to the bit, same categories, same out-of-range flags); anything else it must leave to the
@@ -17,14 +17,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.api.body import parse_json
-from service.batch import Batch
+from service.api.context import parse_json
+from service.codecs.v1_json import RecordsDecoder, column_reader, records_decoder, records_of
 from service.errors import ServiceError
-from service.layout import read_pointer
+from service.manifest import read_pointer
 from service.model import LoadedModel, load_model
-from service.records import batch_from_records, records_of
-from service.typed_json import RecordsDecoder, column_reader, records_decoder
-from service.validation import Validator
+from service.validation import Batch, Validator, batch_from_records
 from tests.service.helpers import assert_same
 
 MODELS = Path(__file__).resolve().parents[2] / "models"

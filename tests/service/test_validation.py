@@ -11,8 +11,7 @@ from hypothesis import strategies as st
 
 from service.errors import InvalidInput
 from service.manifest import Feature, Manifest
-from service.records import batch_from_records
-from service.validation import Validator
+from service.validation import Validator, batch_from_records
 
 BAD_VALUES: dict[str, list[Any]] = {
     "float": ["text", None, [1], {"a": 1}, True, -1e9, 1e9],

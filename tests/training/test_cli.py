@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from service.layout import STAGING_PREFIX, read_pointer
-from service.manifest import Manifest
+from service.manifest import STAGING_PREFIX, Manifest, read_pointer
 from training import registry
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from service.layout import POINTER_FILE, STAGING_PREFIX, PointerError, read_pointer
+from service.manifest import POINTER_FILE, STAGING_PREFIX, PointerError, read_pointer
 from training import registry
 
 from .conftest import TrainFn

@@ -9,8 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.api.web import SECURITY_HEADERS, STATIC_TYPES
-from service.card import PLOTS
+from service.api.web import PLOTS, SECURITY_HEADERS, STATIC_TYPES
 from service.manifest import Manifest
 from tests.service.helpers import Server, copy_registry
 

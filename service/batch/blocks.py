@@ -1,20 +1,73 @@
-"""Blocks into batch-scoring workers and scored bytes out of them, without the pool's pipes.
-
-Through a process pool a block is pickled, pushed through a pipe 64 KiB at a time and unpickled,
-and its scored form (which holds every input line again) makes the same trip back: for 1,000,000
-churn rows that was 180 MB through pipes and a sixth of all CPU samples of the score command.
-Here only small tickets travel: a worker reads its block from the input file itself (`os.pread`
-on the descriptor it inherited by fork), and writes what it scored into a slot of an anonymous
-shared mapping, which the parent writes straight to the output. A scored block too big for its
-slot goes back through the pipe as before. (Workers only ever score regular files: the command
-scores a pipe, whose size it cannot know, in its own process.)
-"""
+"""A CSV file as a stream of byte blocks that each end on a record boundary, and the hand-off of
+blocks to the scoring worker processes and of scored bytes back, without the pool's pipes."""
 
 from __future__ import annotations
 
 import mmap
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
+
+import numpy as np
+
+BLOCK_BYTES = 1024 * 1024  # 512 KiB to 2 MiB measured best for 1M churn rows (4 MiB: -10%)
+QUOTE = ord('"')
+NEWLINE = ord("\n")
+
+
+class UnterminatedQuote(Exception):
+    """The file ends inside a quoted cell."""
+
+
+def read_record(stream: BinaryIO, block_bytes: int = BLOCK_BYTES) -> tuple[bytes, bytes]:
+    """The first record (the header) and the bytes already read after it."""
+    buffer = b""
+    while True:
+        cut = last_boundary(buffer, first=True)
+        if cut is not None:
+            return buffer[: cut + 1], buffer[cut + 1 :]
+        more = stream.read(block_bytes)
+        if not more:
+            if buffer.count(b'"') % 2:
+                raise UnterminatedQuote("the header ends inside a quoted cell")
+            return buffer, b""
+        buffer += more
+
+
+def blocks(stream: BinaryIO, start: bytes, block_bytes: int = BLOCK_BYTES) -> Iterator[bytes]:
+    """Blocks of about `block_bytes` holding whole records, `start` first; memory stays bounded."""
+    buffer = start
+    while True:
+        more = stream.read(block_bytes)
+        if not more:
+            break
+        buffer += more
+        if len(buffer) < block_bytes:
+            continue
+        cut = last_boundary(buffer)
+        if cut is not None:
+            yield buffer[: cut + 1]
+            buffer = buffer[cut + 1 :]
+    if buffer.count(b'"') % 2:
+        raise UnterminatedQuote("the file ends inside a quoted cell")
+    # Only line ends (blank lines) are dropped: a last line of spaces is a row, reported as too
+    # short whether a read happened to end just before it or not (and as the service reports it).
+    if buffer.strip(b"\r\n"):
+        yield buffer
+
+
+def last_boundary(data: bytes, first: bool = False) -> int | None:
+    """Index of the last (or first) newline outside quotes, or None when there is none."""
+    if b'"' not in data:
+        index = data.find(b"\n") if first else data.rfind(b"\n")
+        return None if index < 0 else index
+    raw = np.frombuffer(data, dtype=np.uint8)
+    outside = np.cumsum(raw == QUOTE) % 2 == 0
+    candidates = np.flatnonzero((raw == NEWLINE) & outside)
+    if not len(candidates):
+        return None
+    return int(candidates[0] if first else candidates[-1])
 
 
 class SourceChanged(Exception):

@@ -23,16 +23,29 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import IO, BinaryIO, Protocol
 
-from service.blocks import BLOCK_BYTES, UnterminatedQuote, blocks, read_record
+from service.batch.blocks import (
+    BLOCK_BYTES,
+    Handoff,
+    SourceChanged,
+    Ticket,
+    UnterminatedQuote,
+    blocks,
+    read_record,
+)
+from service.batch.scoring import BlockError, BlockResult, BlockScorer, RowError
+from service.codecs.csv import layout
+from service.codecs.csv import rows as csv_rows
 from service.errors import ArtefactError, InvalidInput
-from service.handoff import Handoff, SourceChanged, Ticket
-from service.heap import keep_freed_memory
-from service.layout import PointerError, is_task_name, read_pointer, task_dirs
-from service.manifest import Manifest, ManifestError
+from service.manifest import (
+    Manifest,
+    ManifestError,
+    PointerError,
+    is_task_name,
+    read_pointer,
+    task_dirs,
+)
 from service.model import LoadedModel, load_model
-from service.scorer import BlockError, BlockResult, BlockScorer, RowError
-from service.table import layout
-from service.table import rows as csv_rows
+from service.server import keep_freed_memory
 
 EXIT_OK, EXIT_ROW_ERRORS, EXIT_BAD_INPUT = 0, 1, 2
 MAX_STDERR_ERRORS = 50

@@ -16,19 +16,23 @@ from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
-import orjson
 from numpy.lib.stride_tricks import as_strided
 
-from service.batch import Batch
-from service.bytecells import KEEP_HIGH, WIDTH, ZERO, Block
+from service.batch.cells import WIDTH, Block
+from service.codecs.probabilities import (
+    FLAG_SEPARATOR,
+    SLICE_ROWS,
+    Bytes,
+    Sizes,
+    padded_rows,
+    probability_bytes,
+    rounded,
+    side_by_side,
+)
 from service.model import LoadedModel, Prediction
-from service.render import DECIMALS, FLAG_SEPARATOR, needs_repr, rounded
+from service.validation import Batch
 
-SLICE_ROWS = 4096  # rows joined per numpy pass, so the temporaries stay in the CPU cache
 LINE_END = np.frombuffer(b",\r\n", dtype=np.uint8)  # the out_of_range cell's comma, then CRLF
-POINT_DIGITS = np.uint64(0x30303030_3030302E)  # added to a word of digits: "." then "0"s
-Bytes = npt.NDArray[np.uint8]
-Sizes = npt.NDArray[np.int64]
 Item = TypeVar("Item", bound=np.generic)
 
 
@@ -90,44 +94,6 @@ def prediction_bytes(model: LoadedModel, prediction: Prediction) -> tuple[list[B
     return parts, sizes
 
 
-def probability_bytes(
-    values: npt.NDArray[np.float64], prefix: bytes = b"", *, json: bool = False
-) -> tuple[Bytes, Sizes]:
-    """Rounded probabilities as `repr` writes them (`render.probability_text`) after `prefix`,
-    one NUL-padded row each, and their sizes; with `json`, as orjson writes them.
-
-    From 1e-4 to 1 that is the integer digit, "." and the 7 decimals without trailing zeros (one
-    kept): a float with at most 15 significant digits prints as its shortest decimal. Zero
-    excepted, values below (exponent notation) or anything unexpected (NaN, > 1) are written by
-    `repr` (or orjson, whose exponents differ: 5e-5, not 5e-05), one by one.
-    """
-    odd = needs_repr(values)
-    usual = np.where(odd, 0.0, values) if odd.any() else values
-    scaled = np.rint(usual * 10**DECIMALS).astype(np.uint64)
-    units = scaled >= 10**DECIMALS  # the integer digit: 1 for 1.0, else 0
-    digits = _digit_word(scaled - units * np.uint64(10**DECIMALS))  # a 0, then the decimals
-    kept = (_last_nonzero(digits) + 1).clip(2)  # the point and at least one decimal
-    write = orjson.dumps if json else _repr_bytes
-    texts = {i: prefix + write(float(values[i])) for i in np.flatnonzero(odd).tolist()}
-    start = len(prefix)
-    data = np.zeros((len(values), max([start + 9, *map(len, texts.values())])), dtype=np.uint8)
-    data[:, :start] = np.frombuffer(prefix, dtype=np.uint8)
-    data[:, start] = ZERO + units
-    data[:, start + 1 : start + 9] = (
-        ((digits + POINT_DIGITS) & KEEP_HIGH[kept]).view(np.uint8).reshape(-1, 8)
-    )
-    sizes = start + 1 + kept
-    for i, text in texts.items():
-        data[i] = 0
-        data[i, : len(text)] = np.frombuffer(text, dtype=np.uint8)
-        sizes[i] = len(text)
-    return data, sizes
-
-
-def _repr_bytes(value: float) -> bytes:
-    return repr(value).encode()
-
-
 def _joined(data: Bytes, ends: Sizes, lines: Sizes, width: int, cells: list[Bytes]) -> Bytes:
     """Each line of `data` (`lines` bytes before the newline at `ends`) then its appended row.
 
@@ -154,25 +120,6 @@ def _joined(data: Bytes, ends: Sizes, lines: Sizes, width: int, cells: list[Byte
     return whole[keep]
 
 
-def padded_rows(texts: list[bytes]) -> Bytes:
-    """One NUL-padded row per text (a label's cell, say), so a row per record is one gather."""
-    width = max(map(len, texts))
-    return np.array([list(text.ljust(width, b"\0")) for text in texts], dtype=np.uint8)
-
-
-def side_by_side(parts: list[Bytes]) -> Bytes:
-    """The parts' rows side by side, as one matrix: each part is copied into its own columns
-    (measured quicker than `np.concatenate` of fancy-indexed and broadcast parts).
-    """
-    widths = [part.shape[1] for part in parts]
-    whole = np.empty((len(parts[0]), sum(widths)), dtype=np.uint8)
-    at = 0
-    for part, width in zip(parts, widths, strict=True):
-        whole[:, at : at + width] = part
-        at += width
-    return whole
-
-
 def _spread(values: npt.NDArray[Item], last: npt.NDArray[np.bool_]) -> npt.NDArray[Item]:
     """Rows of `values` at the rows marked `last`, zeros elsewhere."""
     spread = np.zeros((len(last), values.shape[1]), dtype=values.dtype)
@@ -183,26 +130,3 @@ def _spread(values: npt.NDArray[Item], last: npt.NDArray[np.bool_]) -> npt.NDArr
 def _windows(data: npt.NDArray[Item], width: int) -> npt.NDArray[Item]:
     """Every `width` run of `data`, one a row (a read-only strided view)."""
     return as_strided(data, (len(data) - width + 1, width), (data.strides[0],) * 2, writeable=False)
-
-
-def _digit_word(values: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
-    """Integers below 10**8 as their 8 decimal digits, one a byte, the first digit in the lowest
-    byte (little-endian order): each step splits every lane of the word into two halves at once
-    (4+4 digits, then 2+2, then 1+1), each division by a constant done as a multiply and shift.
-    """
-    high = (values * np.uint64(109_951_163)) >> np.uint64(40)  # // 10**4
-    word = high | ((values - high * np.uint64(10_000)) << np.uint64(32))
-    high = ((word * np.uint64(10_486)) >> np.uint64(20)) & np.uint64(0x0000007F_0000007F)
-    word = high | ((word - high * np.uint64(100)) << np.uint64(16))  # // 100 per 32-bit lane
-    high = ((word * np.uint64(103)) >> np.uint64(10)) & np.uint64(0x000F000F_000F000F)
-    word = high | ((word - high * np.uint64(10)) << np.uint64(8))  # // 10 per 16-bit lane
-    digits: npt.NDArray[np.uint64] = word.astype("<u8", copy=False)
-    return digits
-
-
-def _last_nonzero(digits: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
-    """The index of each word's highest nonzero byte (negative for 0), from the exponent of its
-    float value: digits are below 16, so rounding to a float never reaches the next byte.
-    """
-    exponents = (digits.astype(np.float64).view(np.int64) >> 52) - 1023
-    return exponents >> 3

@@ -13,13 +13,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from service import bytecells
-from service.batch import Batch
-from service.bytelines import scored_lines, writable
-from service.errors import InvalidInput, Problem
-from service.model import LoadedModel
-from service.render import plain_labels, prediction_columns, prediction_header
-from service.table import (
+from service.batch import cells as bytecells
+from service.batch.lines import scored_lines, writable
+from service.codecs.csv import (
     Layout,
     batch_from_block,
     batch_from_flat,
@@ -27,8 +23,14 @@ from service.table import (
     encode_rows,
     layout,
     plain_cells,
+    plain_labels,
     plain_lines,
+    prediction_columns,
+    prediction_header,
 )
+from service.errors import InvalidInput, Problem
+from service.model import LoadedModel
+from service.validation import Batch
 
 # When a block fails, its rows are retried in groups this large, so one bad row costs the re-check
 # of a small group rather than of the whole block.
