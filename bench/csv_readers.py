@@ -275,8 +275,9 @@ def batch_sides(folder: Path, source: Path, parquet: Path, workers: int) -> list
     today += ["--model", "churn", "--workers", str(workers), str(source), "-o"]
     ours = [sys.executable, "-m", "bench.csv_readers", "--workers", str(workers), "--pipeline"]
     arrow_start = "import os, bench.csv_readers; os._exit(0)"
+    today_start = "import os, service.batch.cli; os._exit(0)"
     sides = [Side(f"today: `service score`, {workers} worker processes", today,
-                  CACHE / "out-today.csv", "import os, service.batch.cli; os._exit(0)")]  # fmt: skip
+                  CACHE / "out-today.csv", today_start)]  # fmt: skip
     made = {
         "csv": (f"pyarrow CSV, {workers} threads", source, "csv"),
         "csv-reader-threads": ("pyarrow CSV, the reader's threads, 1 thread", source, "csv"),

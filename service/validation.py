@@ -142,7 +142,7 @@ class Validator:
 
         `raw` holds the values as the caller sent them, quoted back in error messages.
         `known_categories`: the category columns were built from the allowed values themselves
-        (`service.batch.cells` reads them as indices), so checking them again is skipped.
+        (`service.codecs.csv_blocks` reads them as indices), so checking them again is skipped.
         """
         problems = [
             p

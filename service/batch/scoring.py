@@ -1,6 +1,6 @@
 """Scoring one block of CSV records for batch scoring: the API's CSV checks, row by row errors.
 
-The checks and the model run are the v1 CSV endpoint's own (`table.batch_from_rows`,
+The checks and the model run are the v1 CSV endpoint's own (`codecs.csv.batch_from_rows`,
 `LoadedModel.predict`); what differs is what happens to a bad row. The API refuses the whole body,
 while a batch job sets the bad rows aside, reports them, and scores the rest.
 """
@@ -9,25 +9,23 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
 
-from service.batch import cells as bytecells
-from service.batch.lines import scored_lines, writable
+from service.codecs import csv_blocks as bytecells
 from service.codecs.csv import (
     Layout,
     batch_from_block,
-    batch_from_flat,
     batch_from_rows,
     encode_rows,
     layout,
-    plain_cells,
     plain_labels,
-    plain_lines,
     prediction_columns,
     prediction_header,
 )
+from service.codecs.csv_blocks import scored_lines, writable
 from service.errors import InvalidInput, Problem
 from service.model import LoadedModel
 from service.validation import Batch
@@ -51,9 +49,10 @@ class BlockError(Exception):
 
 @dataclass(frozen=True)
 class RowError:
-    """One broken rule of one row: `row` counts data rows from 0 (as the API's `loc`)."""
+    """One broken rule of one row: `row` counts data rows from 0 (as the API's `loc`); `line` is
+    the CSV line the record starts on (None for a file without lines, such as Parquet)."""
 
-    line: int
+    line: int | None
     row: int
     column: str | None
     value: str | None
@@ -61,7 +60,8 @@ class RowError:
 
     def shifted(self, lines: int, rows: int) -> RowError:
         """The same error with its line and row counted from the start of the file."""
-        return RowError(self.line + lines, self.row + rows, self.column, self.value, self.message)
+        line = None if self.line is None else self.line + lines
+        return RowError(line, self.row + rows, self.column, self.value, self.message)
 
 
 @dataclass(frozen=True)
@@ -99,9 +99,6 @@ class BlockScorer:
         if fast is not None:
             return replace(fast, lines=_newlines(block))
         text = decoded if decoded is not None else block.decode("ascii")
-        fast = self._score_plain(text)
-        if fast is not None:
-            return replace(fast, lines=_newlines(block))
         rows = _parse(text)
         parts, problems = self._check(rows)
         plain = self._plain_labels and '"' not in text and "\r" not in text
@@ -114,8 +111,8 @@ class BlockScorer:
         return BlockResult(output, len(rows), errors, _newlines(block))
 
     def _score_cells(self, block: bytes) -> BlockResult | None:
-        """A clean plain block read from its bytes (`table.batch_from_block`) and written as
-        bytes (`bytelines.scored_lines`); else None.
+        """A clean plain block read from its bytes (`cells.batch_from_block`) and written as
+        bytes (`lines.scored_lines`); else None: the row path then reads it and names problems.
         """
         if not self._byte_lines:
             return None
@@ -128,56 +125,19 @@ class BlockScorer:
         output = scored_lines(split, self.model, batch, self.model.predict(batch))
         return BlockResult(output, batch.size, [])
 
-    def _score_plain(self, text: str) -> BlockResult | None:
-        """A clean block of plain lines: columns are slices of one flat list of cells, and each
-        output line is the input line plus the prediction cells. None for anything else.
-        """
-        if not self._plain_labels:
-            return None
-        lines = plain_lines(text)
-        if not lines:
-            return None
-        flat = plain_cells(lines, len(self.table.header))
-        if flat is None:
-            return None
-        try:
-            batch = batch_from_flat(self.model.validator, self.table, flat, len(lines), 0)
-        except InvalidInput:
-            return None
-        return self._written(lines, batch)
-
-    def _written(self, lines: list[str], batch: Batch) -> BlockResult:
-        """Each input line with the prediction cells appended (lines hold no quotes or CRs)."""
-        extras = self._extras(batch)
-        output = "\r\n".join(map(",".join, zip(lines, *extras, strict=True))) + "\r\n"
-        return BlockResult(output.encode("utf-8"), len(lines), [])
-
     def _extras(self, batch: Batch) -> list[list[str]]:
         """The prediction columns as text: label, probability, p_<label>..., out_of_range."""
         return prediction_columns(self.model, batch, self.model.predict(batch))
 
     def _check(self, rows: list[list[str]]) -> tuple[list[tuple[list[int], Batch]], list[Problem]]:
-        """The whole block in one check when it is clean; else group by group, dropping bad rows."""
-        if not rows:
-            return [], []
+        """The whole block in one check when it is clean; else group by group (`checked_parts`)."""
         validator, table = self.model.validator, self.table
-        try:
-            return [(list(range(len(rows))), batch_from_rows(validator, table, rows, 0))], []
-        except InvalidInput:
-            pass
-        parts: list[tuple[list[int], Batch]] = []
-        problems: list[Problem] = []
-        for start in range(0, len(rows), GROUP_ROWS):
-            indices = list(range(start, min(start + GROUP_ROWS, len(rows))))
-            while indices:
-                try:
-                    batch = batch_from_rows(validator, table, [rows[i] for i in indices], 0)
-                except InvalidInput as exc:
-                    indices = _drop_reported(indices, exc.problems, problems)
-                    continue
-                parts.append((indices, batch))
-                break
-        return parts, problems
+
+        def check(indices: list[int] | None) -> Batch:
+            chunk = rows if indices is None else [rows[i] for i in indices]
+            return batch_from_rows(validator, table, chunk, 0)
+
+        return checked_parts(len(rows), check)
 
     def _render(self, rows: list[list[str]], batch: Batch, plain: bool) -> list[str]:
         """Rows with the prediction cells appended, in the v1 CSV endpoint's exact format."""
@@ -205,19 +165,42 @@ def _decode(block: bytes) -> str:
 
 
 def _parse(text: str) -> list[list[str]]:
-    """Records of the block; blank lines are skipped, as the v1 CSV endpoint skips them.
-
-    Without quotes, lone carriage returns or NULs a CSV record is one line split at commas, which
-    is what the csv module returns for it, at about half the cost; anything else goes to the module.
-    """
-    lines = plain_lines(text)
-    if lines is not None:
-        return [line.split(",") for line in lines]
+    """Records of the block; blank lines are skipped, as the v1 CSV endpoint skips them."""
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         return [row for row in reader if row]
     except csv.Error as exc:
         raise BlockError(reader.line_num, str(exc)) from exc
+
+
+def checked_parts(
+    size: int, check: Callable[[list[int] | None], Batch]
+) -> tuple[list[tuple[list[int], Batch]], list[Problem]]:
+    """The rows in one check when they are clean; else group by group, dropping bad rows.
+
+    `check(indices)` checks those rows (None: all `size` of them) and raises InvalidInput with
+    problems indexed within what it was given. Returns the checked parts, in row order, and the
+    problems indexed by row; used for CSV blocks and Arrow batches alike.
+    """
+    if not size:
+        return [], []
+    try:
+        return [(list(range(size)), check(None))], []
+    except InvalidInput:
+        pass
+    parts: list[tuple[list[int], Batch]] = []
+    problems: list[Problem] = []
+    for start in range(0, size, GROUP_ROWS):
+        indices = list(range(start, min(start + GROUP_ROWS, size)))
+        while indices:
+            try:
+                batch = check(indices)
+            except InvalidInput as exc:
+                indices = _drop_reported(indices, exc.problems, problems)
+                continue
+            parts.append((indices, batch))
+            break
+    return parts, problems
 
 
 def _drop_reported(

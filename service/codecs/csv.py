@@ -1,32 +1,31 @@
 """CSV, decode and encode: match the header to the features, check rows a chunk at a time, answer
-each row with the prediction columns appended."""
+each row with the prediction columns appended (`predict_table`).
+
+The `score` command reads files with its own block reader (`service.batch`), built on the same
+header matching, checks and columns as here.
+"""
 
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import io
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from itertools import islice, pairwise, repeat
+from itertools import islice, pairwise
 from operator import itemgetter
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from service.batch import cells as bytecells
-from service.batch.lines import scored_lines, writable
-from service.codecs.probabilities import (
-    FLAG_SEPARATOR,
-    probability_text,
-    rounded,
-)
+from service.codecs import csv_blocks
+from service.codecs.probabilities import FLAG_SEPARATOR, probability_text, rounded
 from service.errors import InvalidInput, MalformedBody, Problem
 from service.manifest import Feature, Manifest, normalize_header
 from service.model import LoadedModel, Prediction
 from service.validation import BOOL_WORDS, MAX_PROBLEMS_PER_RULE, Batch, Validator, ValuesInvalid
-
-NEEDS_QUOTES = frozenset(',"\r\n')
 
 
 def prediction_header(model: LoadedModel, taken: set[str]) -> list[str]:
@@ -68,11 +67,6 @@ def prediction_cells(model: LoadedModel, batch: Batch, prediction: Prediction) -
     return list(map(list, zip(*prediction_columns(model, batch, prediction), strict=True)))
 
 
-def plain_labels(model: LoadedModel) -> bool:
-    """True when no label needs CSV quoting, so rows can be joined with commas directly."""
-    return not any(set(label) & NEEDS_QUOTES for label in model.manifest.labels)
-
-
 ROW_LOCATION = ("body", "rows")
 HEADER_LOCATION = ("body", "header")
 # Bounds a hostile CSV hits before any per-cell work: a million-column header or a 10 MB line
@@ -81,6 +75,9 @@ MAX_COLUMNS = 4096
 MAX_LINE_BYTES = 1 << 20
 NEWLINE = 10
 SCAN_BYTES = 1 << 20
+# From this body size the byte-level block reader beats the csv module (bench/RESULTS.md).
+BLOCKS_FROM_BYTES = 32 * 1024
+NEEDS_QUOTES = frozenset(',"\r\n')
 
 
 @dataclass(frozen=True)
@@ -170,30 +167,6 @@ def check_widths(chunk: list[list[str]], width: int, offset: int) -> None:
     raise MalformedBody(msg, "csv_invalid", ROW_LOCATION, offset + index)
 
 
-def plain_lines(text: str) -> list[str] | None:
-    """The non-blank lines of CSV text with no quotes, lone carriage returns or NULs, else None.
-
-    Such a record is one line split at commas: exactly what the csv module returns for it.
-    """
-    if "\r" in text:
-        if text.count("\r") != text.count("\r\n"):
-            return None  # a lone CR also ends a record for the csv module
-        text = text.replace("\r\n", "\n")
-    if '"' in text or "\0" in text:
-        return None
-    return [line for line in text.split("\n") if line]
-
-
-def plain_cells(lines: list[str], width: int) -> list[str] | None:
-    """All cells of plain lines, row-major, in one flat list; None if any line is not `width` wide.
-
-    Column j is then `cells[j::width]`: no list per row, no per-cell Python work.
-    """
-    if set(map(str.count, lines, repeat(","))) != {width - 1}:
-        return None
-    return ",".join(lines).split(",")
-
-
 def batch_from_rows(
     validator: Validator, table: Layout, chunk: list[list[str]], offset: int
 ) -> Batch:
@@ -203,41 +176,6 @@ def batch_from_rows(
         f.name: list(map(itemgetter(table.positions[f.name]), chunk)) for f in validator.features
     }
     return batch_from_columns(validator, table, cells, len(chunk), offset)
-
-
-def batch_from_flat(
-    validator: Validator, table: Layout, flat: list[str], size: int, offset: int
-) -> Batch:
-    """Check `size` rows given as one row-major list of cells (`plain_cells`)."""
-    width = len(table.header)
-    cells = {f.name: flat[table.positions[f.name] :: width] for f in validator.features}
-    return batch_from_columns(validator, table, cells, size, offset)
-
-
-def batch_from_block(validator: Validator, table: Layout, split: bytecells.Block) -> Batch | None:
-    """A block of plain, valid rows read straight from its bytes (`bytecells.split`), or None
-    when any cell needs the general path: that path reads it, or names what is wrong with it.
-    The caller keeps the split to write the answer with (`service.batch.lines`).
-    """
-    columns = [table.positions[f.name] for f in validator.numeric]
-    flags = [i for i, f in enumerate(validator.numeric) if f.type == "bool"]
-    numbers = bytecells.numbers(split, columns, flags)
-    if numbers is None:
-        return None
-    categories: dict[str, npt.NDArray[np.object_]] = {}
-    for feature in validator.categorical:
-        allowed = feature.categories or []
-        index = bytecells.categories(split, table.positions[feature.name], allowed)
-        if index is None:
-            return None
-        categories[feature.name] = np.asarray(allowed, dtype=object)[index]
-    # The values stand in for the text: on a problem the general path is taken, which quotes
-    # the caller's text in its messages.
-    raw = {f.name: values for f, values in zip(validator.numeric, numbers, strict=True)}
-    try:
-        return validator.assemble(split.rows, numbers, categories, raw, known_categories=True)
-    except ValuesInvalid:
-        return None
 
 
 def batch_from_columns(
@@ -324,12 +262,9 @@ def encode_rows(table: list[list[str]]) -> bytes:
     return codecs.encode(out.getvalue(), "utf-8")
 
 
-# Plain CSV is split a piece of about this many bytes at a time, so memory holds the body plus
-# one piece and one chunk of lines, never the whole file as Python strings.
-PIECE_BYTES = 1 << 20
-# From this body size the bytes path beats the text path (measured: equal near 40 KB, about
-# 900 churn rows; for one row the bytes path's some 100 numpy calls cost 3 ms, the text 0.9).
-CELLS_FROM = 32 * 1024
+def plain_labels(model: LoadedModel) -> bool:
+    """True when no label needs CSV quoting, so rows can be joined with commas directly."""
+    return not any(set(label) & NEEDS_QUOTES for label in model.manifest.labels)
 
 
 @dataclass(frozen=True)
@@ -357,116 +292,164 @@ class TableResult:
     table: Layout
     parts: list[Result]
     chunk_rows: int
-    first_rows: list[list[str]] | None
-    plain: bool = False
-    # Read from bytes (`_cells_table`): each part's byte range in the body, and the split of a
-    # lone part (a larger body is split again part by part as it is written, to bound memory).
-    ranges: list[tuple[int, int]] | None = None
-    split: bytecells.Block | None = None
+    reader: _Reader
+    kept: list[Any] | None  # the chunk of a one-chunk table, so it is not read twice
 
     @property
     def size(self) -> int:
         return sum(part.batch.size for part in self.parts)
 
     def output(self) -> Iterator[bytes]:
-        """The caller's rows with the prediction columns appended, one encoded chunk at a time."""
+        """The caller's rows with the prediction columns appended, one encoded chunk at a time;
+        the body is read again, so memory holds one chunk of rows, not the whole answer."""
         taken = {name.strip().lower() for name in self.table.header}
         yield encode_rows([self.table.header + prediction_header(self.model, taken)])
-        if self.ranges is not None:
-            yield from self._scored_bytes(self.ranges)
-            return
-        if self.plain:
-            lines = _plain_chunks(self.body, self.chunk_rows)
-            next(lines)  # the header
-            for part, block in zip(self.parts, lines, strict=True):
-                extras = prediction_columns(self.model, part.batch, part.prediction)
-                joined = zip(block, *extras, strict=True)
-                yield ("\r\n".join(map(",".join, joined)) + "\r\n").encode("utf-8")
-            return
-        if self.first_rows is not None:
-            source: Iterator[list[str]] = iter(self.first_rows)
-        else:
-            source = rows(self.body)
-            next(source)  # the header, written above
-        for part, chunk in zip(self.parts, chunks(source, self.chunk_rows), strict=True):
-            cells = prediction_cells(self.model, part.batch, part.prediction)
-            yield encode_rows([row + extra for row, extra in zip(chunk, cells, strict=True)])
-
-    def _scored_bytes(self, ranges: list[tuple[int, int]]) -> Iterator[bytes]:
-        """Each part's lines with its prediction cells, built as bytes (`service.batch.lines`)."""
-        width = len(self.table.header)
-        for part, (first, stop) in zip(self.parts, ranges, strict=True):
-            split = self.split or bytecells.split(self.body[first:stop], width)
-            assert split is not None, "these bytes were split when they were checked"
-            yield scored_lines(split, self.model, part.batch, part.prediction)
+        chunks = self.kept or self.reader.chunks(self.body, self.table, self.chunk_rows)
+        for part, chunk in zip(self.parts, chunks, strict=True):
+            yield self.reader.scored(self.model, chunk, part)
 
 
 def predict_table(model: LoadedModel, body: bytes, chunk_rows: int) -> TableResult:
-    """Check and predict a CSV a chunk at a time; keep only results (and the rows if one chunk)."""
+    """Check and predict a CSV a chunk at a time, keeping only the results.
+
+    Two readers, one set of rules: the stdlib `csv` module reads small bodies and any body with
+    quotes, blank lines or a bad value; big plain ones are read from their bytes
+    (`service.codecs.csv_blocks`, also the `score` command's reader). Both feed the same
+    `Validator`. The block reader answers only bodies with nothing wrong in them: on any doubt
+    the body is read again by the csv module, which names every problem, so messages never
+    depend on the reader.
+    """
     check_bounds(body)
-    plain = _cells_table(model, body, chunk_rows) or _plain_table(model, body, chunk_rows)
-    if plain is not None:
-        return plain
-    source = rows(body)
-    header = next(source, None)
-    if header is None:
-        raise MalformedBody("CSV body is empty: a header row is required", "csv_invalid")
-    table = layout(model.manifest, header)
+    if len(body) >= BLOCKS_FROM_BYTES:
+        with contextlib.suppress(_Doubt):
+            return _predicted(model, body, chunk_rows, _BLOCKS)
+    return _predicted(model, body, chunk_rows, _ROWS)
+
+
+def _predicted(model: LoadedModel, body: bytes, chunk_rows: int, reader: _Reader) -> TableResult:
+    table = reader.layout(model, body)
     parts: list[Result] = []
-    first_rows: list[list[str]] | None = None
-    for chunk in chunks(source, chunk_rows):
-        batch = batch_from_rows(model.validator, table, chunk, offset=len(parts) * chunk_rows)
-        prediction = model.predict(batch)
-        parts.append(Result(batch.without_inputs(), prediction))
-        first_rows = chunk if len(parts) == 1 else None
+    first: list[Any] = []
+    for chunk in reader.chunks(body, table, chunk_rows):
+        batch = reader.batch(model.validator, table, chunk, len(parts) * chunk_rows)
+        parts.append(Result(batch.without_inputs(), model.predict(batch)))
+        first = [chunk] if len(parts) == 1 else []
     if not parts:
         msg = "CSV has a header but no data rows"
         raise InvalidInput([Problem(None, None, msg, "too_short")], ("body", "rows"))
-    return TableResult(model, body, table, parts, chunk_rows, first_rows)
+    return TableResult(model, body, table, parts, chunk_rows, reader, first or None)
 
 
-def _cells_table(model: LoadedModel, body: bytes, chunk_rows: int) -> TableResult | None:
-    """The usual CSV with nothing wrong in it, every chunk read from its bytes (`service.batch.cells`)
-    without splitting the text first. None at the first doubt; `_plain_table` then reads it.
-    """
-    if len(body) < CELLS_FROM:
-        return None  # the text path is quicker for a few hundred rows
-    if not (plain_labels(model) and writable(model)) or b"\n\n" in body or b"\n\r\n" in body:
-        return None  # blank lines: chunks of lines would not be chunks of rows
-    start = len(codecs.BOM_UTF8) if body.startswith(codecs.BOM_UTF8) else 0
-    end = body.find(b"\n", start)
-    if end < 0:
-        return None
-    try:
-        header = plain_lines(body[start : end + 1].decode("utf-8"))
-    except UnicodeDecodeError:
-        return None
-    if not header or len(header) != 1:
-        return None
-    try:
-        table = layout(model.manifest, header[0].split(","))
-    except InvalidInput:
-        return None  # the text path reports it
-    cuts = [end + 1, *_chunk_ends(body, end + 1, chunk_rows), len(body)]
-    parts: list[Result] = []
-    ranges = [(first, stop) for first, stop in pairwise(cuts) if first < stop]
-    split: bytecells.Block | None = None
-    for first, stop in ranges:
-        chunk = body[first:stop]
-        if not chunk.isascii():
-            try:
-                chunk.decode("utf-8")
-            except UnicodeDecodeError:
-                return None
-        split = bytecells.split(chunk, len(table.header))
-        batch = None if split is None else batch_from_block(model.validator, table, split)
+class _Doubt(Exception):
+    """The block reader cannot answer this body exactly: the csv module takes it."""
+
+
+class _Reader(Protocol):
+    def layout(self, model: LoadedModel, body: bytes) -> Layout: ...
+
+    def chunks(self, body: bytes, table: Layout, size: int) -> Iterator[Any]: ...
+
+    def batch(self, validator: Validator, table: Layout, chunk: Any, offset: int) -> Batch: ...
+
+    def scored(self, model: LoadedModel, chunk: Any, part: Result) -> bytes: ...
+
+
+class _RowsReader:
+    """The stdlib `csv` module: rows as lists of text, problems named by row and column."""
+
+    def layout(self, model: LoadedModel, body: bytes) -> Layout:
+        header = next(rows(body), None)
+        if header is None:
+            raise MalformedBody("CSV body is empty: a header row is required", "csv_invalid")
+        return layout(model.manifest, header)
+
+    def chunks(self, body: bytes, table: Layout, size: int) -> Iterator[list[list[str]]]:
+        source = rows(body)
+        next(source)  # the header
+        return chunks(source, size)
+
+    def batch(
+        self, validator: Validator, table: Layout, chunk: list[list[str]], offset: int
+    ) -> Batch:
+        return batch_from_rows(validator, table, chunk, offset)
+
+    def scored(self, model: LoadedModel, chunk: list[list[str]], part: Result) -> bytes:
+        cells = prediction_cells(model, part.batch, part.prediction)
+        return encode_rows([row + extra for row, extra in zip(chunk, cells, strict=True)])
+
+
+class _BlocksReader:
+    """Chunks of whole lines read from their bytes (`csv_blocks`); raises `_Doubt` at anything
+    it cannot read exactly: blank lines, quotes, a bad value, bytes that are not UTF-8."""
+
+    def layout(self, model: LoadedModel, body: bytes) -> Layout:
+        if not (plain_labels(model) and csv_blocks.writable(model)):
+            raise _Doubt  # its answer could not be written as plain lines
+        if b"\n\n" in body or b"\n\r\n" in body:
+            raise _Doubt  # blank lines: chunks of lines would not be chunks of rows
+        start = len(codecs.BOM_UTF8) if body.startswith(codecs.BOM_UTF8) else 0
+        end = body.find(b"\n", start)
+        line = body[start:end].removesuffix(b"\r")
+        if end < 0 or not line or any(byte in line for byte in (b'"', b"\r", b"\0")):
+            raise _Doubt
+        try:
+            return layout(model.manifest, line.decode("utf-8").split(","))
+        except (UnicodeDecodeError, InvalidInput):
+            raise _Doubt from None  # the csv module names what is wrong
+
+    def chunks(self, body: bytes, table: Layout, size: int) -> Iterator[csv_blocks.Block]:
+        start = body.find(b"\n") + 1
+        cuts = [start, *_chunk_ends(body, start, size), len(body)]
+        for first, stop in pairwise(cuts):
+            if first == stop:
+                continue
+            chunk = body[first:stop]
+            if not chunk.isascii():
+                try:
+                    chunk.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise _Doubt from None
+            split = csv_blocks.split(chunk, len(table.header))
+            if split is None:
+                raise _Doubt
+            yield split
+
+    def batch(
+        self, validator: Validator, table: Layout, chunk: csv_blocks.Block, offset: int
+    ) -> Batch:
+        batch = batch_from_block(validator, table, chunk)
         if batch is None:
-            return None
-        parts.append(Result(batch.without_inputs(), model.predict(batch)))
-    if not parts:
+            raise _Doubt
+        return batch
+
+    def scored(self, model: LoadedModel, chunk: csv_blocks.Block, part: Result) -> bytes:
+        return csv_blocks.scored_lines(chunk, model, part.batch, part.prediction)
+
+
+def batch_from_block(validator: Validator, table: Layout, split: csv_blocks.Block) -> Batch | None:
+    """A block of plain, valid rows read straight from its bytes (`csv_blocks.split`), or None
+    when any cell needs the general path: that path reads it, or names what is wrong with it.
+    The caller keeps the split to write the answer with (`csv_blocks.scored_lines`).
+    """
+    columns = [table.positions[f.name] for f in validator.numeric]
+    flags = [i for i, f in enumerate(validator.numeric) if f.type == "bool"]
+    values = csv_blocks.numbers(split, columns, flags)
+    if values is None:
         return None
-    kept = split if len(parts) == 1 else None
-    return TableResult(model, body, table, parts, chunk_rows, None, True, ranges, kept)
+    found: dict[str, npt.NDArray[np.object_]] = {}
+    for feature in validator.categorical:
+        allowed = feature.categories or []
+        index = csv_blocks.categories(split, table.positions[feature.name], allowed)
+        if index is None:
+            return None
+        found[feature.name] = np.asarray(allowed, dtype=object)[index]
+    # The values stand in for the text: on a problem the general path is taken, which quotes
+    # the caller's text in its messages.
+    raw = {f.name: column for f, column in zip(validator.numeric, values, strict=True)}
+    try:
+        return validator.assemble(split.rows, values, found, raw, known_categories=True)
+    except ValuesInvalid:
+        return None
 
 
 def _chunk_ends(body: bytes, start: int, rows: int) -> Iterator[int]:
@@ -477,69 +460,5 @@ def _chunk_ends(body: bytes, start: int, rows: int) -> Iterator[int]:
         seen += breaks.size
 
 
-def _plain_table(model: LoadedModel, body: bytes, chunk_rows: int) -> TableResult | None:
-    """`predict_table` for the usual CSV (no quotes, CRs or NULs; every row as wide as the
-    header) that `_cells_table` did not take (a blank line, an odd number, a bad value):
-    columns are slices of one flat list of text cells, and problems are named with their row.
-    None when the file is anything else, and `predict_table`'s csv-module path then reads it.
-    """
-    if not plain_labels(model):
-        return None
-    try:
-        source = _plain_chunks(body, chunk_rows)
-        header = next(source)
-    except (_NotPlain, StopIteration):
-        return None
-    if len(header) != 1:
-        return None
-    table = layout(model.manifest, header[0].split(","))
-    width = len(table.header)
-    parts: list[Result] = []
-    try:
-        for chunk in source:
-            flat = plain_cells(chunk, width)
-            if flat is None:
-                return None
-            offset = len(parts) * chunk_rows
-            batch = batch_from_flat(model.validator, table, flat, len(chunk), offset)
-            parts.append(Result(batch.without_inputs(), model.predict(batch)))
-    except _NotPlain:
-        return None
-    if not parts:
-        return None
-    return TableResult(model, body, table, parts, chunk_rows, None, plain=True)
-
-
-class _NotPlain(Exception):
-    """The body needs the csv module: quotes, CRs, NULs or bytes that are not UTF-8."""
-
-
-def _plain_chunks(body: bytes, size: int) -> Iterator[list[str]]:
-    """The header line as a chunk of one, then chunks of `size` non-blank lines."""
-    pending: list[str] = []
-    start = 3 if body.startswith(codecs.BOM_UTF8) else 0
-    header = True
-    while start < len(body):
-        end = body.find(b"\n", start + PIECE_BYTES)
-        end = len(body) if end < 0 else end + 1
-        try:
-            text = body[start:end].decode("utf-8")
-        except UnicodeDecodeError:
-            raise _NotPlain from None
-        lines = plain_lines(text)
-        if lines is None:
-            raise _NotPlain
-        pending.extend(lines)
-        start = end
-        if header and pending:
-            yield pending[:1]
-            del pending[:1]
-            header = False
-        while len(pending) >= size:
-            yield pending[:size]
-            del pending[:size]
-    if header and pending:
-        yield pending[:1]
-        del pending[:1]
-    if pending:
-        yield pending
+_ROWS = _RowsReader()
+_BLOCKS = _BlocksReader()

@@ -1,4 +1,4 @@
-"""`service.batch.cells`, the byte-level fast path for plain CSV, against the general text path.
+"""`service.codecs.csv_blocks`, the byte-level reader for plain CSV, against the csv module path.
 
 Where the fast path reads a block it must give exactly the general path's batch (same floats to
 the bit, same categories, same flags); where it cannot, it must say so (None) rather than guess.
@@ -13,15 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.batch import cells as bytecells
-from service.codecs.csv import (
-    Layout,
-    batch_from_block,
-    batch_from_flat,
-    layout,
-    plain_cells,
-    plain_lines,
-)
+from service.codecs import csv_blocks as bytecells
+from service.codecs.csv import Layout, batch_from_block, batch_from_rows, layout
 from service.manifest import read_pointer
 from service.model import LoadedModel, load_model
 from service.validation import Batch, Validator
@@ -162,11 +155,8 @@ def test_a_clean_block_gives_the_text_paths_batch(churn: LoadedModel) -> None:
     text = "".join(",".join(row) + "\n" for row in rows)
     table = layout(churn.manifest, header)
     fast = batch_from_cells(churn.validator, table, text.encode())
-    lines = plain_lines(text)
-    assert lines is not None
-    flat = plain_cells(lines, len(header))
-    assert fast is not None and flat is not None
-    slow = batch_from_flat(churn.validator, table, flat, len(lines), 0)
+    assert fast is not None
+    slow = batch_from_rows(churn.validator, table, [line.split(",") for line in text.split()], 0)
     assert fast.size == slow.size == len(rows)
     for name, array in slow.inputs.items():
         assert fast.inputs[name].dtype == array.dtype

@@ -14,10 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.batch import cells as bytecells
-from service.batch.lines import scored_lines, writable
 from service.batch.scoring import BlockScorer
+from service.codecs import csv_blocks as bytecells
 from service.codecs.csv import prediction_columns
+from service.codecs.csv_blocks import scored_lines, writable
 from service.codecs.probabilities import probability_bytes, probability_text
 from service.manifest import read_pointer
 from service.model import LoadedModel, Prediction, load_model

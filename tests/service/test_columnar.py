@@ -1,9 +1,5 @@
-"""The columnar fast paths give exactly what the checked (record by record) paths give.
-
-JSON records: `records.batch_from_records` (columnar above QUICK_RECORDS) against
-`records.checked_batch`. CSV: `predict.predict_table`'s plain path (bytes, then text cells)
-against the csv-module path, and the score CLI's `BlockScorer._score_cells` and `_score_plain`
-against its row path. Same batches, same output
+"""Two readers of one format give the same answer: the API's CSV read from its bytes and by the
+csv module, and the score command's byte-level block reader against its row path. Same output
 bytes, same problems (message, index, field, value) on the same inputs.
 """
 
@@ -98,7 +94,7 @@ def same_batches(a: Batch, b: Batch) -> None:
 
 def cell_of(feature: Feature, value: Any, fixed: bool) -> str:
     """A cell as a person or a spreadsheet writes it: floats in full or with 2 decimals (the
-    form `service.batch.cells` reads from bytes; the full form takes the text path)."""
+    form `service.codecs.csv_blocks` reads from bytes; the full form takes the text path)."""
     if feature.type == "bool":
         return "1" if value else "0"
     if fixed and feature.type == "float":
@@ -145,28 +141,24 @@ def table_outcome(model: LoadedModel, body: bytes, chunk_rows: int) -> Any:
 
 @SETTINGS
 @given(data=st.data(), task=st.sampled_from(TASKS), chunk_rows=st.sampled_from([4, 10_000]))
-def test_plain_csv_matches_the_csv_module_path(
+def test_the_block_reader_answers_as_the_csv_module(
     models: dict[str, LoadedModel],
     data: st.DataObject,
     task: str,
     chunk_rows: int,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Both plain paths on every body: the bytes path (whatever the body's size) and the text."""
+    """Both readers on every body (the block reader whatever the body's size): same answer bytes,
+    same problems."""
     model = models[task]
     body = csv_body(model, data.draw)
     with monkeypatch.context() as patch:
-        patch.setattr(predict, "CELLS_FROM", 0)
-        from_bytes = table_outcome(model, body, chunk_rows)
+        patch.setattr(predict, "BLOCKS_FROM_BYTES", 0)
+        blocks = table_outcome(model, body, chunk_rows)
     with monkeypatch.context() as patch:
-        patch.setattr(predict, "_cells_table", lambda *args: None)
-        from_text = table_outcome(model, body, chunk_rows)
-    with monkeypatch.context() as patch:
-        patch.setattr(predict, "_cells_table", lambda *args: None)
-        patch.setattr(predict, "_plain_table", lambda *args: None)
-        slow = table_outcome(model, body, chunk_rows)
-    assert from_bytes == slow
-    assert from_text == slow
+        patch.setattr(predict, "BLOCKS_FROM_BYTES", 1 << 40)
+        stdlib = table_outcome(model, body, chunk_rows)
+    assert blocks == stdlib
 
 
 @SETTINGS
@@ -188,7 +180,6 @@ def test_score_blocks_match_the_row_path(
     fast = score()
     with monkeypatch.context() as patch:
         patch.setattr(BlockScorer, "_score_cells", lambda self, block: None)
-        patch.setattr(BlockScorer, "_score_plain", lambda self, text: None)
         slow = score()
     assert fast == slow
 
