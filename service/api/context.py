@@ -88,19 +88,6 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def parse_json(body: bytes) -> Any:
-    """orjson rejects NaN, Infinity and numbers that overflow a double, so none reach a model."""
-    if not body.strip():
-        raise MalformedBody("JSON decode error: the body is empty")
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        hint = ""
-        if b"nan" in body.lower() or b"inf" in body.lower():
-            hint = " (NaN and Infinity are not valid JSON numbers)"
-        raise MalformedBody(f"JSON decode error: {exc}{hint}") from exc
-
-
 # Below this body size the work takes less time than the thread hop, so it runs on the loop
 # (about 500 JSON records or 2,000 CSV rows of the committed models).
 INLINE_BYTES = 96 * 1024

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import orjson
+from collections.abc import Callable
+
 from fastapi import APIRouter, Request
 from starlette.concurrency import iterate_in_threadpool
-from starlette.datastructures import State
 from starlette.responses import Response, StreamingResponse
 
-from service.api.context import (
-    AppContext,
-    context,
-    json_response,
-    media_kind,
-    parse_json,
-    read_body,
-)
-from service.codecs.csv import Answer, Result, TableResult, predict_table
-from service.codecs.v1_json import prediction_json, records_decoder, records_of
+from service.api.context import AppContext, context, json_response, media_kind, read_body
+from service.codecs import Result, csv, v1_json
 from service.model import LoadedModel
 from service.openapi import model_details, model_summary
-from service.validation import batch_from_records
 
 PREDICT_ROUTE = "/v1/models/{task}/predict"
 router = APIRouter(prefix="/v1", tags=["v1"])
@@ -62,32 +53,18 @@ async def predict(request: Request) -> Response:
     if kind == "csv":
         return await _predict_csv(ctx, request, model, body)
     limit = ctx.settings.max_batch_records
-    answer = await ctx.lane.run_sized(len(body), _predict_json, model, body, limit, request.state)
+    answer = await ctx.lane.run_sized(
+        len(body), v1_json.answer, model, body, limit, request.state.request_id, _counter(request)
+    )
     _observe(ctx, model, answer.result)
     return Response(answer.body, media_type="application/json")
-
-
-def _predict_json(model: LoadedModel, body: bytes, limit: int, state: State) -> Answer:
-    """Parse, check, predict and encode: the whole of a JSON request's work, in one call.
-
-    The record count goes to the access log as soon as it is known, also when a record is bad.
-    """
-    batch = records_decoder(model.validator).batch(body, limit)
-    if batch is None:  # the general path reads the rest, or names what is wrong
-        records = records_of(parse_json(body), limit)
-        state.records = len(records)
-        batch = batch_from_records(model.validator, records)
-    else:
-        state.records = batch.size
-    result = Result(batch, model.predict(batch))
-    return Answer(result, _prediction_body(model, state.request_id, result))
 
 
 async def _predict_csv(
     ctx: AppContext, request: Request, model: LoadedModel, body: bytes
 ) -> Response:
     table, output = await ctx.lane.run_sized(
-        len(body), _table, model, body, ctx.settings.max_batch_records
+        len(body), csv.answer, model, body, ctx.settings.max_batch_records
     )
     request.state.records = table.size
     for part in table.parts:
@@ -100,23 +77,17 @@ async def _predict_csv(
     return StreamingResponse(stream, media_type="text/csv", headers=headers)
 
 
-def _table(model: LoadedModel, body: bytes, chunk_rows: int) -> tuple[TableResult, bytes | None]:
-    """The checked and predicted table, and its whole answer when it is one chunk (else it is
-    streamed a chunk at a time, to keep memory bounded)."""
-    table = predict_table(model, body, chunk_rows)
-    return table, b"".join(table.output()) if len(table.parts) == 1 else None
-
-
 # Plain routes do not get the router's prefix, so the full path is given.
 router.add_route(PREDICT_ROUTE, predict, methods=["POST"], include_in_schema=False)
 
 
-def _prediction_body(model: LoadedModel, request_id: str, result: Result) -> bytes:
-    """The envelope by orjson, the records spliced in as pre-encoded bytes (`prediction_json`)."""
-    head = {"model": model.name, "version": model.version, "request_id": request_id}
-    envelope = orjson.dumps({**head, "predictions": None})
-    assert envelope.endswith(b"null}")  # "predictions" is the last key
-    return envelope[:-5] + prediction_json(model, result.batch, result.prediction) + b"}"
+def _counter(request: Request) -> Callable[[int], None]:
+    """Tells the access log how many records the body holds, also when one of them is bad."""
+
+    def count(records: int) -> None:
+        request.state.records = records
+
+    return count
 
 
 def _observe(

@@ -7,31 +7,14 @@ model or version, 413 a body or an input over its limit, 503 not ready.
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from service.api.context import (
-    context,
-    json_bytes,
-    json_response,
-    media_kind,
-    parse_json,
-    read_body,
-)
-from service.codecs.csv import Answer, Result
-from service.codecs.v2 import (
-    batch_from_tensors,
-    encode_outputs,
-    input_metadata,
-    output_metadata,
-    requested_outputs,
-    tensors_decoder,
-)
+from service.api.context import context, json_response, media_kind, read_body
+from service.codecs import v2
 from service.errors import BadTensor, VersionNotFound
 from service.model import LoadedModel
-from service.validation import Batch
 
 SERVER_NAME = "draftpick-serving"
 PLATFORM = "onnxruntime_onnx"
@@ -68,8 +51,8 @@ async def model_metadata(task: str, request: Request, model_version: str | None 
             "name": model.name,
             "versions": [model.version],
             "platform": PLATFORM,
-            "inputs": [input_metadata(feature) for feature in manifest.features],
-            "outputs": output_metadata(manifest),
+            "inputs": [v2.input_metadata(feature) for feature in manifest.features],
+            "outputs": v2.output_metadata(manifest),
         }
     )
 
@@ -96,7 +79,7 @@ async def infer(request: Request) -> Response:
     media_kind(request, ("json",), default="json")
     body = await read_body(request, ctx.settings.json_body_limit)
     limit = ctx.settings.max_batch_records
-    answer = await ctx.lane.run_sized(len(body), _infer, model, body, limit)
+    answer = await ctx.lane.run_sized(len(body), v2.answer, model, body, limit)
     request.state.records = answer.result.batch.size
     ctx.metrics.observe_records(INFER_ROUTE, model.name, answer.result.batch.size)
     prediction, out_of_range = answer.result.prediction, answer.result.batch.out_of_range
@@ -107,43 +90,6 @@ async def infer(request: Request) -> Response:
 # Plain routes do not get the router's prefix, so full paths are given.
 for _path in INFER_ROUTES:
     router.add_route(_path, infer, methods=["POST"], include_in_schema=False)
-
-
-def _infer(model: LoadedModel, body: bytes, limit: int) -> Answer:
-    """Parse, check, run and encode: the whole of an inference request's work, in one call.
-
-    A large valid body is read by the fast path (`service.codecs.v2`); anything it declines
-    is read by the general one, which names every problem.
-    """
-    decoded = tensors_decoder(model.validator).decode(body, limit)
-    if decoded is not None:
-        request_id = _request_id(decoded.id)
-        outputs = requested_outputs(decoded.outputs)
-        batch = decoded.batch
-    else:
-        request_id, outputs, batch = _read(model, body, limit)
-    prediction = model.predict(batch)
-    answer: dict[str, Any] = {"model_name": model.name, "model_version": model.version}
-    if request_id is not None:
-        answer["id"] = request_id
-    answer["outputs"] = encode_outputs(model, prediction, outputs)
-    return Answer(Result(batch, prediction), json_bytes(answer))
-
-
-def _read(model: LoadedModel, body: bytes, limit: int) -> tuple[str | None, list[str], Batch]:
-    """The general path: any JSON body, each problem raised in this order."""
-    payload = parse_json(body)
-    if type(payload) is not dict:
-        raise BadTensor("the request body must be a JSON object with 'inputs'")
-    request_id = _request_id(payload.get("id"))
-    outputs = requested_outputs(payload.get("outputs"))
-    return request_id, outputs, batch_from_tensors(model.validator, payload.get("inputs"), limit)
-
-
-def _request_id(request_id: Any) -> str | None:
-    if request_id is not None and type(request_id) is not str:
-        raise BadTensor("'id' must be a string")
-    return request_id
 
 
 def _model(request: Request, task: str, model_version: str | None) -> LoadedModel:

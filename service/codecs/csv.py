@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from service.codecs import csv_blocks
+from service.codecs import Result, csv_blocks
 from service.codecs.probabilities import FLAG_SEPARATOR, probability_text, rounded
 from service.errors import InvalidInput, MalformedBody, Problem
 from service.manifest import Feature, Manifest, normalize_header
@@ -75,8 +75,9 @@ MAX_COLUMNS = 4096
 MAX_LINE_BYTES = 1 << 20
 NEWLINE = 10
 SCAN_BYTES = 1 << 20
-# From this body size the byte-level block reader beats the csv module (bench/RESULTS.md).
-BLOCKS_FROM_BYTES = 32 * 1024
+# From this body size (about 250 churn rows) the block reader beats the csv module
+# (bench/RESULTS.md).
+BLOCKS_FROM_BYTES = 12 * 1024
 NEEDS_QUOTES = frozenset(',"\r\n')
 
 
@@ -268,22 +269,6 @@ def plain_labels(model: LoadedModel) -> bool:
 
 
 @dataclass(frozen=True)
-class Result:
-    """A checked batch and the model's answer for it."""
-
-    batch: Batch
-    prediction: Prediction
-
-
-@dataclass(frozen=True)
-class Answer:
-    """A result and the response body encoded from it (both made off the event loop)."""
-
-    result: Result
-    body: bytes
-
-
-@dataclass(frozen=True)
 class TableResult:
     """A checked and predicted CSV: the parts (one per chunk) and how to write the answer."""
 
@@ -307,6 +292,13 @@ class TableResult:
         chunks = self.kept or self.reader.chunks(self.body, self.table, self.chunk_rows)
         for part, chunk in zip(self.parts, chunks, strict=True):
             yield self.reader.scored(self.model, chunk, part)
+
+
+def answer(model: LoadedModel, body: bytes, chunk_rows: int) -> tuple[TableResult, bytes | None]:
+    """The checked and predicted table, and its whole answer when it is one chunk (else it is
+    streamed a chunk at a time, to keep memory bounded)."""
+    table = predict_table(model, body, chunk_rows)
+    return table, b"".join(table.output()) if len(table.parts) == 1 else None
 
 
 def predict_table(model: LoadedModel, body: bytes, chunk_rows: int) -> TableResult:

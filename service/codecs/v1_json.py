@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
+from service.codecs import Answer, Result, parse_json
 from service.codecs.probabilities import (
     SLICE_ROWS,
     padded_rows,
@@ -33,7 +34,28 @@ from service.codecs.probabilities import (
 from service.errors import BatchTooLarge, InvalidInput, Problem
 from service.manifest import Feature
 from service.model import LoadedModel, Prediction
-from service.validation import Batch, Validator, ValuesInvalid
+from service.validation import Batch, Validator, ValuesInvalid, batch_from_records
+
+
+def answer(
+    model: LoadedModel, body: bytes, limit: int, request_id: str, count: Callable[[int], None]
+) -> Answer:
+    """Parse, check, predict and encode: the whole of a JSON request's work, in one call.
+
+    `count` learns the number of records as soon as it is known, also when a record is bad.
+    """
+    batch = records_decoder(model.validator).batch(body, limit)
+    if batch is None:  # orjson reads the rest, and the Validator names what is wrong
+        records = records_of(parse_json(body), limit)
+        count(len(records))
+        batch = batch_from_records(model.validator, records)
+    else:
+        count(batch.size)
+    result = Result(batch, model.predict(batch))
+    head = {"model": model.name, "version": model.version, "request_id": request_id}
+    envelope = orjson.dumps({**head, "predictions": None})
+    assert envelope.endswith(b"null}")  # "predictions" is the last key
+    return Answer(result, envelope[:-5] + prediction_json(model, batch, result.prediction) + b"}")
 
 
 def records_of(payload: Any, limit: int) -> list[Any]:

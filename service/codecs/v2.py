@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
+from service.codecs import Answer, Result, parse_json
 from service.errors import BadTensor, TooManyRows
 from service.manifest import Feature, Manifest
 from service.model import LoadedModel, Prediction
@@ -32,6 +33,44 @@ OUTPUTS = ("label", "probabilities")
 # Up to this many rows, `Validator.quick` (plain Python) beats the numpy path (measured).
 QUICK_ROWS = 16
 BOOLS = {0: False, 1: True}
+
+
+def answer(model: LoadedModel, body: bytes, limit: int) -> Answer:
+    """Parse, check, run and encode: the whole of an inference request's work, in one call.
+
+    A large valid body is read by msgspec (`tensors_decoder`); anything it declines is read by
+    orjson (`_read`), which names every problem.
+    """
+    decoded = tensors_decoder(model.validator).decode(body, limit)
+    if decoded is not None:
+        request_id = _request_id(decoded.id)
+        outputs = requested_outputs(decoded.outputs)
+        batch = decoded.batch
+    else:
+        request_id, outputs, batch = _read(model, body, limit)
+    prediction = model.predict(batch)
+    body_out: dict[str, Any] = {"model_name": model.name, "model_version": model.version}
+    if request_id is not None:
+        body_out["id"] = request_id
+    body_out["outputs"] = encode_outputs(model, prediction, outputs)
+    encoded = orjson.dumps(body_out, option=orjson.OPT_SERIALIZE_NUMPY)
+    return Answer(Result(batch, prediction), encoded)
+
+
+def _read(model: LoadedModel, body: bytes, limit: int) -> tuple[str | None, list[str], Batch]:
+    """The general path: any JSON body, each problem raised in this order."""
+    payload = parse_json(body)
+    if type(payload) is not dict:
+        raise BadTensor("the request body must be a JSON object with 'inputs'")
+    request_id = _request_id(payload.get("id"))
+    outputs = requested_outputs(payload.get("outputs"))
+    return request_id, outputs, batch_from_tensors(model.validator, payload.get("inputs"), limit)
+
+
+def _request_id(request_id: Any) -> str | None:
+    if request_id is not None and type(request_id) is not str:
+        raise BadTensor("'id' must be a string")
+    return request_id
 
 
 def input_metadata(feature: Feature) -> dict[str, Any]:

@@ -19,8 +19,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from service.api.context import parse_json
-from service.api.v2 import _infer
+from service.codecs import parse_json
 from service.codecs import v2 as tensor_json
 from service.codecs.v2 import (
     QUICK_ROWS,
@@ -70,7 +69,7 @@ def general(model: LoadedModel, body: bytes) -> Batch | None:
 def answer(model: LoadedModel, body: bytes) -> tuple[str, Any]:
     """What a request gets: the response body, or the error's type and message."""
     try:
-        return "answer", _infer(model, body, LIMIT).body
+        return "answer", tensor_json.answer(model, body, LIMIT).body
     except ServiceError as exc:
         return type(exc).__name__, str(exc)
 

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.api.context import parse_json
+from service.codecs import parse_json
 from service.codecs.v1_json import RecordsDecoder, column_reader, records_decoder, records_of
 from service.errors import ServiceError
 from service.manifest import read_pointer
