@@ -11,7 +11,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-BLOCK_BYTES = 1024 * 1024  # 512 KiB to 2 MiB measured best for 1M churn rows (4 MiB: -10%)
+BLOCK_BYTES = 1024 * 1024  # the best of the sizes tried (bench/RESULTS.md, batch scoring)
 QUOTE = ord('"')
 NEWLINE = ord("\n")
 

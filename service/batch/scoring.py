@@ -152,7 +152,7 @@ class BlockScorer:
 
 
 def _newlines(block: bytes) -> int:
-    """`block.count(b"\n")` at a fifth of the cost (0.2 against 0.9 ms a MiB)."""
+    """`block.count(b"\n")`, quicker as one numpy comparison."""
     return int(np.count_nonzero(np.frombuffer(block, dtype=np.uint8) == bytecells.NEWLINE))
 
 

@@ -12,7 +12,7 @@ the header; numbers written as `-?digits[.digits]` of at most 15 characters; cat
 most 16 bytes) and answers None for anything else, so the caller takes the csv module's path,
 which reads every other form and names every problem. Where both read a cell they give the same
 float (a mantissa below 2**53 divided by an exact power of ten is correctly rounded), and both
-write the same bytes (tests/service/test_bytecells.py, test_bytelines.py)."""
+write the same bytes (tests/service/test_csv_blocks_reading.py, test_csv_blocks_writing.py)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """How the encoders write probabilities: rounded to DECIMALS, as text (one orjson call for a
 whole array, `repr` for the few values it writes differently) or as NUL-padded byte cells built
 by numpy for thousands of rows at once (`probability_bytes`). Both give `repr`'s text (or
-orjson's, for JSON), so every format writes the same digits (tests/service/test_bytelines.py).
+orjson's, for JSON), so every format writes the same digits
+(tests/service/test_csv_blocks_writing.py).
 """
 
 from __future__ import annotations

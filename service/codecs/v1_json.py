@@ -4,10 +4,12 @@ Decoding has one path for valid bodies and one that names problems. msgspec deco
 straight into typed records (each value's JSON type and each category checked while it parses);
 a body it cannot decode, or whose values break a rule, answers None, and the body is read again
 through orjson record by record (`batch_from_records`), which names every problem in the API's
-words. Where both read a body they give the same batch (tests/service/test_typed_json.py).
+words. Where both read a body they give the same batch (tests/service/test_v1_json_decoding.py).
 
 Encoding writes the bytes orjson would write for one object per record: a few records by one
-`%` format each, thousands as rows of one numpy byte matrix (tests/service/test_byterecords.py)."""
+`%` format each, thousands as rows of one numpy byte matrix
+(tests/service/test_v1_json_encoding.py).
+"""
 
 from __future__ import annotations
 
@@ -109,8 +111,7 @@ def column_reader(count: int) -> Callable[[list[Any]], Columns]:
     comprehension per field, written out, as `collections.namedtuple` writes its methods.
 
     `[r.f0 for r in records]` reads a struct's field directly, where `map(attrgetter("f0"),
-    records)` looks the name up on the type each time: for 10,000 churn records the columns took
-    7.0 ms against 10.5 (median of 40 interleaved runs).
+    records)` looks the name up on the type each time (about a third slower).
     """
     comprehensions = "".join(f"[r.f{i} for r in records], " for i in range(count))
     namespace: dict[str, Any] = {}
@@ -167,7 +168,7 @@ class RecordsDecoder:
         columns = self._columns(records)
         numbers = np.empty((len(self._numeric), size), dtype=np.float64)
         column = struct.Struct(f"{size}d")  # packs floats straight into the matrix's memory,
-        for row, i in enumerate(self._numeric):  # measured 10% quicker than np.fromiter
+        for row, i in enumerate(self._numeric):  # quicker than np.fromiter
             column.pack_into(numbers.data, row * column.size, *columns[i])
         if not (np.abs(numbers) < EXACT).all():
             return None
@@ -195,8 +196,8 @@ _RECORDS_DECODERS: weakref.WeakKeyDictionary[Validator, RecordsDecoder] = (
 Bytes = npt.NDArray[np.uint8]
 FLAGS_KEY = b'},"out_of_range":['
 NO_FLAGS = b"[]"
-# From this many records the byte matrix beats formatting them one by one (measured: equal at
-# about 4,000; its fixed cost is some 40 numpy calls, 0.36 ms).
+# From this many records the byte matrix beats formatting them one by one (its fixed cost is
+# some 40 numpy calls; bench/RESULTS.md).
 MATRIX_ROWS = 4096
 RECORD_END = b"]},"  # closes out_of_range and the record; the last record's comma is dropped
 

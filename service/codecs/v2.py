@@ -3,7 +3,7 @@ model's outputs to tensors.
 
 A body is decoded by msgspec straight into typed tensors (`tensors_decoder`); a body it cannot
 read answers None and is read again through orjson (`batch_from_inputs`), which names every
-problem. Both give the same batch (tests/service/test_tensor_json.py)."""
+problem. Both give the same batch (tests/service/test_v2_decoding.py)."""
 
 from __future__ import annotations
 
@@ -324,7 +324,7 @@ class TensorsDecoder:
     def decode(self, body: bytes, limit: int) -> Decoded | None:
         """A valid body of `QUICK_ROWS` + 1 to `limit` rows, checked; None for anything else."""
         if len(body) < SMALL_BODY:
-            return None  # a few rows at most: not worth a second parse when declined (9 µs)
+            return None  # a few rows at most: not worth a second parse when declined
         try:
             parsed = self._decoder.decode(body)
             request_id, outputs = _json(parsed.id, 1), _json(parsed.outputs, 1)

@@ -19,7 +19,14 @@ from service.codecs.probabilities import SLICE_ROWS, rounded
 from service.codecs.v1_json import MATRIX_ROWS, formatted, matrix, prediction_json
 from service.model import LoadedModel, Prediction
 from service.validation import Batch
-from tests.service.test_bytelines import ODD, SETTINGS, TASKS, flagged_batch, models, probability
+from tests.service.test_csv_blocks_writing import (
+    ODD,
+    SETTINGS,
+    TASKS,
+    flagged_batch,
+    models,
+    probability,
+)
 
 __all__ = ["models"]  # the fixture, shared with the CSV byte writer's tests
 
