@@ -556,8 +556,8 @@ def _api_part(model: LoadedModel, args: argparse.Namespace) -> str:
     return (
         "API CSV bodies, in process: decode, check, one `session.run`, encode the answer. "
         "Bodies as the serving benchmark's (`bench/payloads.py`: the generator's records, seed 7). "
-        "today: `service.predict.predict_table` + `TableResult.output()` (the bytes path from "
-        "32 KiB, the plain-text path below); stdlib csv: `csv.reader` and `csv.writer`; pyarrow: "
+        "today: `service.codecs.csv.predict_table` + `TableResult.output()` (the block reader from "
+        "12 KiB, the csv module below); stdlib csv: `csv.reader` and `csv.writer`; pyarrow: "
         "`open_csv` with `use_threads=False` and `write_csv`. Both library sides feed the same "
         "`Validator.assemble`. Each side runs blocks of calls lasting "
         f"{args.api_seconds:g} s, the sides in turn, {args.repeats} rounds; each figure is the "

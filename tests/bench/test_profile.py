@@ -21,18 +21,18 @@ REPO = Path(__file__).resolve().parents[2]
 THREAD = "_run_module_as_main (<frozen runpy>:198);main (service/__main__.py:41)"
 WORKER = "Thread._bootstrap (threading.py:1002);WorkerThread.run (anyio/_backends/_asyncio.py:1124)"
 BATCH = (
-    f"{WORKER};_predict_json (service/api/v1.py:70);RecordsDecoder.batch (service/typed_json.py:94)"
+    f"{WORKER};answer (service/codecs/v1_json.py:48);RecordsDecoder.batch (service/codecs/v1_json.py:150)"
 )
 RAW = [
     # msgspec decoding, down in the C runtime: msgspec's time, where RecordsDecoder.batch asked
     f"{BATCH};JSONDecoder_decode (msgspec/_core.cpython-311-x86_64-linux-gnu.so);"
     "PyFloat_FromDouble (libpython3.11.so.1.0);0x7f00 (libc.so.6) 30",
-    # the column reader that typed_json writes with exec
+    # the column reader that v1_json writes with exec
     f"{BATCH};read (<string>:2);read.<locals>.<listcomp> (<string>:2) 20",
     # the interpreter running one of our functions is our Python code
     f"{BATCH};_PyEval_EvalFrameDefault (libpython3.11.so.1.0) 10",
     # onnxruntime under LoadedModel.predict
-    f"{WORKER};_predict_json (service/api/v1.py:77);LoadedModel.predict (service/model.py:70);"
+    f"{WORKER};answer (service/codecs/v1_json.py:55);LoadedModel.predict (service/model.py:70);"
     "Session.run (onnxruntime/capi/onnxruntime_inference_collection.py:395);"
     "0x7f01 (onnxruntime/capi/onnxruntime_pybind11_state.cpython-311-x86_64-linux-gnu.so) 15",
     # the event loop in uvloop's C code, no function of ours below the entry point
@@ -53,7 +53,7 @@ def test_samples_are_sorted_into_busy_waiting_and_idle() -> None:
     profile = read_raw(line + "\n" for line in RAW)
     assert (profile.busy_total, profile.gil_wait, profile.idle) == (80, 7, 90)
     assert profile.total == 177
-    batch = "typed_json.py RecordsDecoder.batch"
+    batch = "codecs/v1_json.py RecordsDecoder.batch"
     assert profile.busy == {
         (batch, "msgspec"): 30,
         (batch, "generated code"): 20,

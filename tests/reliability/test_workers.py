@@ -96,7 +96,7 @@ def test_the_supervisor_overrides_every_method_where_uvicorn_starts_a_worker() -
             for node in ast.walk(method)
         )
     }
-    assert starting, "uvicorn's supervisor no longer names Process: review service/workers.py"
+    assert starting, "uvicorn's supervisor no longer names Process: review service/server.py"
     overridden = {name for name in starting if name in vars(Supervisor)}
     assert overridden == starting
 
