@@ -1,16 +1,20 @@
 """One module per wire format, decode and encode: v1 JSON, CSV, Open Inference Protocol (V2)
-JSON; what each gives back for a request (`Answer`), and the JSON parsing they share."""
+JSON; what each gives back for a request (`Answer`), and what they share."""
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import orjson
 
 from service.errors import MalformedBody
 from service.model import Prediction
-from service.validation import Batch
+from service.validation import Batch, Validator
+
+Built = TypeVar("Built")
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,21 @@ class Answer:
 
     result: Result
     body: bytes
+
+
+class PerVersion(Generic[Built]):
+    """One `Built` (a decoder, say) per model version, keyed by its Validator: built on first use,
+    dropped when the last request on an unloaded version ends."""
+
+    def __init__(self, build: Callable[[Validator], Built]) -> None:
+        self._build = build
+        self._built: weakref.WeakKeyDictionary[Validator, Built] = weakref.WeakKeyDictionary()
+
+    def __call__(self, validator: Validator) -> Built:
+        built = self._built.get(validator)
+        if built is None:  # two threads may both build it; either copy is right
+            built = self._built[validator] = self._build(validator)
+        return built
 
 
 def parse_json(body: bytes) -> Any:

@@ -14,7 +14,6 @@ Encoding writes the bytes orjson would write for one object per record: a few re
 from __future__ import annotations
 
 import struct
-import weakref
 from collections.abc import Callable
 from functools import lru_cache
 from types import GenericAlias
@@ -25,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from service.codecs import Answer, Result, parse_json
+from service.codecs import Answer, PerVersion, Result, parse_json
 from service.codecs.probabilities import (
     SLICE_ROWS,
     padded_rows,
@@ -120,14 +119,6 @@ def column_reader(count: int) -> Callable[[list[Any]], Columns]:
     return read
 
 
-def records_decoder(validator: Validator) -> RecordsDecoder:
-    """The decoder of one model version's records, built on first use and kept while it serves."""
-    decoder = _RECORDS_DECODERS.get(validator)
-    if decoder is None:  # two threads may both build it; either copy is right
-        decoder = _RECORDS_DECODERS[validator] = RecordsDecoder(validator)
-    return decoder
-
-
 class RecordsDecoder:
     """Decodes `{"records": [...]}` for one model version's features."""
 
@@ -186,11 +177,7 @@ class RecordsDecoder:
             return None
 
 
-# Keyed by the validator (one per loaded version): a reloaded version gets its own decoder, and an
-# old version's goes with it when the last request on it ends.
-_RECORDS_DECODERS: weakref.WeakKeyDictionary[Validator, RecordsDecoder] = (
-    weakref.WeakKeyDictionary()
-)
+records_decoder = PerVersion(RecordsDecoder)  # one decoder per model version, kept while it serves
 
 
 Bytes = npt.NDArray[np.uint8]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import struct
-import weakref
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -18,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from service.codecs import Answer, Result, parse_json
+from service.codecs import Answer, PerVersion, Result, parse_json
 from service.errors import BadTensor, TooManyRows
 from service.manifest import Feature, Manifest
 from service.model import LoadedModel, Prediction
@@ -298,14 +297,6 @@ class Decoded:
     outputs: Any
 
 
-def tensors_decoder(validator: Validator) -> TensorsDecoder:
-    """The decoder of one model version's tensors, built on first use and kept while it serves."""
-    decoder = _TENSORS_DECODERS.get(validator)
-    if decoder is None:  # two threads may both build it; either copy is right
-        decoder = _TENSORS_DECODERS[validator] = TensorsDecoder(validator)
-    return decoder
-
-
 class TensorsDecoder:
     """Decodes `{"inputs": [...]}` for one model version's features."""
 
@@ -427,7 +418,4 @@ def _json(raw: msgspec.Raw, depth: int) -> Any:
     return value
 
 
-# Keyed by the validator (one per loaded version), as `service.codecs.v1_json` keeps its decoders.
-_TENSORS_DECODERS: weakref.WeakKeyDictionary[Validator, TensorsDecoder] = (
-    weakref.WeakKeyDictionary()
-)
+tensors_decoder = PerVersion(TensorsDecoder)  # one decoder per model version, kept while it serves

@@ -49,7 +49,7 @@ def model() -> LoadedModel:
 def general_only(model: LoadedModel) -> LoadedModel:
     """The same model with its fast path switched off: today's general path alone."""
     copy = dataclasses.replace(model, validator=Validator(model.manifest))
-    tensor_json._TENSORS_DECODERS[copy.validator] = _Never(copy.validator)
+    tensor_json.tensors_decoder._built[copy.validator] = _Never(copy.validator)  # its decoder
     return copy
 
 
