@@ -60,6 +60,36 @@ def test_any_valid_batch_becomes_one_float32_or_string_column_per_feature(
 
 
 @settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_the_quick_rules_accept_only_what_the_columnar_rules_accept_and_give_the_same_batch(
+    churn: Manifest, data: st.DataObject
+) -> None:
+    """`Validator.quick` (plain Python, for a few records) is generated from the same rules as
+    `assemble`: on valid records, and on records with one value from outside the rules, it
+    answers the same batch or declines (None), never a batch the columnar rules refuse."""
+    validator = Validator(churn)
+    records = data.draw(valid_records(churn).map(lambda rows: rows[:16]))
+    if data.draw(st.booleans()):
+        feature = data.draw(st.sampled_from(churn.features))
+        row = data.draw(st.integers(0, len(records) - 1))
+        records[row][feature.name] = data.draw(st.sampled_from(BAD_VALUES[feature.type]))
+    quick = validator.quick([validator.getter(record) for record in records])
+    try:
+        checked = batch_from_records(validator, records)
+    except InvalidInput:
+        assert quick is None
+        return
+    if quick is None:
+        return  # declined: the columnar rules take it
+    assert quick.size == checked.size and quick.flags() == checked.flags()
+    for name, column in checked.inputs.items():
+        assert quick.inputs[name].dtype == column.dtype
+        np.testing.assert_array_equal(quick.inputs[name], column)
+
+
+@settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(data=st.data())
