@@ -1,9 +1,10 @@
-"""`python -m service score`: score a CSV file offline with a registry model, as the API would.
+"""`python -m service score`: score a CSV or Parquet file offline with a registry model, as the
+API would. Parquet in gives Parquet out (`service.batch.parquet`); row errors are CSV either way.
 
 Exit codes: 0 every row was scored; 1 some rows had errors (they are reported and left out of
 the output, the rest is scored; with --strict nothing is written); 2 bad usage, an unknown or
-unloadable model, an unreadable file (missing, not CSV, not UTF-8, no header or no rows), or a
-file that changed while it was scored (with -o, the output file is then not written).
+unloadable model, an unreadable file (missing, not CSV, not UTF-8, not Parquet, no header or no
+rows), or a file that changed while it was scored (with -o, the output file is then not written).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
-from typing import IO, BinaryIO, Protocol
+from typing import IO, TYPE_CHECKING, BinaryIO, Protocol
 
 from service.batch.blocks import (
     BLOCK_BYTES,
@@ -47,9 +48,16 @@ from service.manifest import (
 from service.model import LoadedModel, load_model
 from service.server import keep_freed_memory
 
+if TYPE_CHECKING:  # imported when a Parquet file is scored: pyarrow.parquet costs start-up
+    from service.batch.parquet import Arrow, ArrowScorer
+
 EXIT_OK, EXIT_ROW_ERRORS, EXIT_BAD_INPUT = 0, 1, 2
 MAX_STDERR_ERRORS = 50
 ERRORS_HEADER = ["line", "row", "column", "value", "error"]
+CSV, PARQUET = "csv", "parquet"
+PARQUET_SUFFIXES = (".parquet", ".pq")
+FORMAT_NAMES = {CSV: "CSV", PARQUET: "Parquet"}
+PARQUET_MAGIC = b"PAR1"  # a Parquet file's first (and last) four bytes
 
 
 class ScoreError(Exception):
@@ -110,6 +118,8 @@ def _load(folder: Path) -> LoadedModel:
 
 def score_file(folder: Path, args: argparse.Namespace) -> Summary:
     """Stream the input through the model into the output; bad rows go to the error report."""
+    if input_format(args) == PARQUET:
+        return score_parquet(folder, args)
     source = _open_input(args.input)
     with source, _Output(args.output) as output, _ErrorReport(args.errors) as report:
         origin = _position(source)  # where reading starts: workers read at offsets from it
@@ -117,7 +127,12 @@ def score_file(folder: Path, args: argparse.Namespace) -> Summary:
             header_bytes, rest = read_record(source)
         except UnterminatedQuote as exc:
             raise ScoreError(f"{args.input}: {exc}") from exc
-        header = next(csv_rows(header_bytes), None)
+        if header_bytes.startswith(PARQUET_MAGIC):
+            raise ScoreError(f"{args.input}: a Parquet file; score it with --format parquet")
+        try:
+            header = next(csv_rows(header_bytes), None)
+        except InvalidInput as exc:  # a header that is not UTF-8 (a binary file, say)
+            raise ScoreError(f"{args.input}: {exc}") from exc
         if header is None:
             raise ScoreError(f"{args.input}: empty file, a header row is required")
         try:
@@ -163,6 +178,111 @@ def score_file(folder: Path, args: argparse.Namespace) -> Summary:
         if summary.rows == 0:
             raise ScoreError(f"{args.input}: has a header but no data rows")
         return summary
+
+
+def input_format(args: argparse.Namespace) -> str:
+    """The input's format (`--format`, else its extension), checked against the output's: its
+    extension if it has one of the two, else the input's. Both must be the same, and Parquet is
+    written to a file only (a reader seeks to its footer, so stdout would not do)."""
+    source = args.format or _format_of(args.input, CSV)
+    target = source if args.output is None else _format_of(args.output, source)
+    if target == PARQUET and args.output is None:
+        raise ScoreError("Parquet output is not written to stdout: give -o FILE.parquet")
+    if source != target:
+        raise ScoreError(
+            f"{FORMAT_NAMES[source]} input and {FORMAT_NAMES[target]} output: the output must "
+            f"have the input's format (give -o a .{source} name, or convert the input first)"
+        )
+    return source
+
+
+def _format_of(path: Path, default: str) -> str:
+    suffix = path.suffix.lower()
+    if suffix in PARQUET_SUFFIXES:
+        return PARQUET
+    return CSV if suffix == ".csv" else default
+
+
+def score_parquet(folder: Path, args: argparse.Namespace) -> Summary:
+    """Score a Parquet file a record batch at a time (`--workers` batches at once, in threads)
+    into a Parquet file renamed into place at the end; bad rows as for CSV."""
+    from service.batch import parquet
+
+    with _open_input(args.input) as handle:  # the usual message for a missing file
+        before = os.fstat(handle.fileno())
+    if not stat.S_ISREG(before.st_mode):
+        raise ScoreError(f"{args.input}: Parquet is read from a file, not a pipe or a device")
+    try:
+        file = parquet.open_parquet(args.input)
+    except parquet.ParquetUnreadable as exc:
+        raise ScoreError(f"{args.input}: {exc}") from exc
+    with file, _Output(args.output) as output, _ErrorReport(args.errors) as report:
+        try:
+            parquet.arrow_layout(_manifest(folder), file.schema_arrow)  # before loading the model
+            scorer = parquet.ArrowScorer(_load(folder), file.schema_arrow)
+        except InvalidInput as exc:
+            raise ScoreError(f"{args.input}: {exc}") from exc
+        with parquet.writing(output.stream, scorer.schema) as writer:
+            try:
+                summary = _parquet_rows(scorer, file, writer, report, args)
+            except parquet.ParquetUnreadable as exc:
+                raise ScoreError(f"{args.input}: {exc}") from exc
+        if summary.stopped:
+            output.discard()
+            return summary
+        if summary.rows == 0:
+            raise ScoreError(f"{args.input}: has no data rows")
+        if _changed(args.input, before):
+            raise ScoreError(f"{args.input}: the file changed while it was being scored")
+        return summary
+
+
+def _parquet_rows(
+    scorer: ArrowScorer,
+    file: Arrow,
+    writer: Arrow,
+    report: _ErrorReport,
+    args: argparse.Namespace,
+) -> Summary:
+    """The results in file order: rows written, errors reported with rows counted from the
+    start of the file; with --strict, the first error stops the run."""
+    from service.batch import parquet
+
+    summary = Summary()
+    batches = parquet.record_batches(file, args.batch_rows or parquet.BATCH_ROWS)
+    with (
+        contextlib.closing(parquet.scored(scorer, batches, args.workers)) as results,
+        _progress(file.metadata.num_rows, args.quiet, "rows") as progress,
+    ):
+        for result in results:
+            errors = [e.shifted(0, summary.rows) for e in result.errors]
+            summary.rows += result.rows
+            summary.bad_rows += len({e.row for e in errors})
+            progress.update(result.rows)
+            if errors and args.strict:
+                report.add(errors[:1], args.input)
+                summary.stopped = True
+                return summary
+            report.add(errors, args.input)
+            writer.write_batch(result.output)
+    return summary
+
+
+def _changed(path: Path, before: os.stat_result) -> bool:
+    """The file is not the one whose footer was read (replaced, rewritten or grown)."""
+    try:
+        after = os.stat(path)
+    except OSError:
+        return True
+    same = (after.st_ino, after.st_size, after.st_mtime_ns)
+    return same != (before.st_ino, before.st_size, before.st_mtime_ns)
+
+
+def _manifest(folder: Path) -> Manifest:
+    try:
+        return Manifest.load(folder)
+    except ManifestError as exc:
+        raise ScoreError(str(exc)) from exc
 
 
 def _handoff(source: BinaryIO, workers: int, block_bytes: int) -> Handoff | None:
@@ -309,6 +429,12 @@ class _Output:
             raise ScoreError(f"{self.path}: cannot write ({exc.strerror})") from exc
         return self
 
+    @property
+    def stream(self) -> IO[bytes]:
+        """The open file, for a writer that writes to it itself (Parquet's)."""
+        assert self._handle is not None
+        return self._handle
+
     def write(self, data: bytes | memoryview) -> None:
         assert self._handle is not None
         self._handle.write(data)
@@ -380,7 +506,7 @@ class _ErrorReport:
 
 
 def _describe(error: RowError) -> str:
-    where = f"line {error.line} (row {error.row})"
+    where = f"row {error.row}" if error.line is None else f"line {error.line} (row {error.row})"
     if error.column is not None:
         where += f", column {error.column!r}"
     value = "" if error.value is None else f" (got {error.value[:80]!r})"
@@ -408,8 +534,11 @@ class _NoProgress:
         pass
 
 
-def _progress(size: int | None, quiet: bool) -> contextlib.AbstractContextManager[_Progress]:
-    """Bytes read of the input, on stderr, only when stderr is a terminal (or never, --quiet).
+def _progress(
+    size: int | None, quiet: bool, unit: str = "B"
+) -> contextlib.AbstractContextManager[_Progress]:
+    """Bytes (or rows) read of the input, on stderr, only when stderr is a terminal (or never,
+    --quiet).
 
     tqdm is imported only when the bar is shown: with its metadata lookups it is a noticeable
     part of the command's start-up, itself a large part of scoring a small file.
@@ -418,7 +547,8 @@ def _progress(size: int | None, quiet: bool) -> contextlib.AbstractContextManage
         return contextlib.nullcontext(_NoProgress())
     from tqdm import tqdm
 
-    return tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr)
+    divisor = 1024 if unit == "B" else 1000
+    return tqdm(total=size, unit=unit, unit_scale=True, unit_divisor=divisor, file=sys.stderr)
 
 
 def _open_input(path: Path) -> BinaryIO:
@@ -447,15 +577,22 @@ def _size(source: BinaryIO) -> int | None:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m service score",
-        description="Score a CSV file with a model of the registry, with the API's checks. "
-        "Rows with errors are reported and left out; the others are written with the "
-        "prediction columns appended.",
+        description="Score a CSV or Parquet file with a model of the registry, with the API's "
+        "checks. Rows with errors are reported and left out; the others are written with the "
+        "prediction columns appended. Parquet in gives Parquet out (-o required).",
         epilog="exit codes: 0 all rows scored; 1 some rows had errors; "
         "2 bad usage, unknown model, unreadable file or a file that changed during the run",
     )
-    parser.add_argument("input", type=Path, help="CSV file with a header row")
+    parser.add_argument("input", type=Path, help="CSV file with a header row, or Parquet file")
     parser.add_argument("--model", required=True, help="task name, e.g. churn")
-    parser.add_argument("-o", "--output", type=Path, help="scored CSV (default: stdout)")
+    parser.add_argument(
+        "--format",
+        choices=(CSV, PARQUET),
+        help="the input's format (default: parquet for .parquet/.pq files, else csv)",
+    )
+    parser.add_argument(
+        "-o", "--output", type=Path, help="scored file, in the input's format (default: stdout)"
+    )
     parser.add_argument("--errors", type=Path, help="write row errors to this CSV, not stderr")
     parser.add_argument("--strict", action="store_true", help="stop at the first bad row")
     parser.add_argument("--models", type=Path, default=Path("models"), help="registry folder")
@@ -463,11 +600,12 @@ def _parser() -> argparse.ArgumentParser:
         "--workers",
         type=_positive,
         default=os.cpu_count() or 1,
-        help="worker processes (default: one per CPU; 1 scores in this process)",
+        help="worker processes, threads for Parquet (default: one per CPU; 1: no others)",
     )
     parser.add_argument(
         "--block-bytes", type=_positive, default=BLOCK_BYTES, help=argparse.SUPPRESS
     )
+    parser.add_argument("--batch-rows", type=_positive, help=argparse.SUPPRESS)  # Parquet's
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     return parser
 

@@ -21,7 +21,8 @@ REPO = Path(__file__).resolve().parents[2]
 THREAD = "_run_module_as_main (<frozen runpy>:198);main (service/__main__.py:41)"
 WORKER = "Thread._bootstrap (threading.py:1002);WorkerThread.run (anyio/_backends/_asyncio.py:1124)"
 BATCH = (
-    f"{WORKER};answer (service/codecs/v1_json.py:48);RecordsDecoder.batch (service/codecs/v1_json.py:150)"
+    f"{WORKER};answer (service/codecs/v1_json.py:48);"
+    "RecordsDecoder.batch (service/codecs/v1_json.py:150)"
 )
 RAW = [
     # msgspec decoding, down in the C runtime: msgspec's time, where RecordsDecoder.batch asked
