@@ -169,9 +169,12 @@ def _measure(side: Side, source: Path, output: Path, workers: int) -> None:
 
 def _start_up(side: Side) -> float:
     """Interpreter start and the command's imports, then `os._exit` as after a run."""
-    code = "import os, service.batch.cli; os._exit(0)"
+    command = "service.batch.cli"  # the score command's module; `service.score` in older trees
     if side.parquet:  # the Parquet module (pyarrow.parquet) is imported when it is used
-        code = "import os, service.batch.cli, service.batch.parquet; os._exit(0)"
+        command += ", service.batch.parquet"
+    elif not (side.src / "service" / "batch" / "cli.py").exists():
+        command = "service.score"
+    code = f"import os, {command}; os._exit(0)"
     started = time.perf_counter()
     subprocess.run(
         [sys.executable, "-c", code], cwd=side.src, env=_env(side), capture_output=True, check=True

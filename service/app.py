@@ -34,13 +34,13 @@ from service.errors import (
     ServiceError,
     Unauthenticated,
 )
+from service.model import SERVICE_TRIM_THRESHOLD, keep_freed_memory
 from service.observability.logs import configure_logging
 from service.observability.metrics import Metrics
 from service.observability.middleware import RequestContext
 from service.openapi import build_openapi
 from service.registry import LoadLimits, ModelRegistry
 from service.security import protect
-from service.server import SERVICE_TRIM_THRESHOLD, keep_freed_memory
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ def _lifespan(ctx: AppContext) -> Callable[[FastAPI], contextlib.AbstractAsyncCo
         # Everything alive now (framework, models) lives as long as the process: frozen, the
         # collector's full passes skip it, which took the p99 latency from 100s of ms to ms.
         gc.freeze()
-        keep_freed_memory(SERVICE_TRIM_THRESHOLD)  # big requests reuse pages (`service.server`)
+        keep_freed_memory(SERVICE_TRIM_THRESHOLD)  # big requests reuse pages (`service.model`)
         logger.info(
             "service started",
             extra={

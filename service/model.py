@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import threading
 import time
@@ -275,3 +276,35 @@ def _check_signature(manifest: Manifest, session: ort.InferenceSession, where: s
     columns, labels = probabilities.shape[1], len(manifest.labels)
     if isinstance(columns, int) and columns != labels:
         raise ArtefactMismatch(f"{where}: {columns} probability columns for {labels} labels")
+
+
+# mallopt parameters (malloc.h)
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD_MAX = 32 * 1024 * 1024  # glibc's ceiling on 64-bit systems
+TRIM_THRESHOLD = 256 * 1024 * 1024
+SERVICE_TRIM_THRESHOLD = 64 * 1024 * 1024
+
+
+def keep_freed_memory(trim_threshold: int = TRIM_THRESHOLD) -> bool:
+    """Keep freed heap for the next batch: raise glibc's mmap and trim thresholds for this
+    process and those it forks later.
+
+    A batch allocates and frees arrays of a megabyte or more; by default glibc returns such
+    memory at once, so the next batch faults its pages in again (system time for every block of
+    the score command and every big request). What is kept is bounded by one batch's working
+    memory (big requests take the lane one at a time); a service worker keeps less
+    (`SERVICE_TRIM_THRESHOLD`) so a rare huge body does not leave hundreds of MiB behind.
+    False, changing nothing, where the C library has no `mallopt` (musl, macOS).
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError, TypeError):  # TypeError: Windows has no CDLL(None)
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    done = [
+        mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX),
+        mallopt(M_TRIM_THRESHOLD, trim_threshold),
+    ]
+    return all(done)

@@ -31,32 +31,6 @@ from uvicorn.supervisors.multiprocess import Multiprocess, Process
 
 from service.settings import Settings
 
-# mallopt parameters (malloc.h)
-M_TRIM_THRESHOLD = -1
-M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLD_MAX = 32 * 1024 * 1024  # glibc's ceiling on 64-bit systems
-TRIM_THRESHOLD = 256 * 1024 * 1024
-SERVICE_TRIM_THRESHOLD = 64 * 1024 * 1024
-
-
-def keep_freed_memory(trim_threshold: int = TRIM_THRESHOLD) -> bool:
-    """Raise glibc's mmap and trim thresholds for this process and those it forks later.
-
-    False, changing nothing, where the C library has no `mallopt` (musl, macOS).
-    """
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError, TypeError):  # TypeError: Windows has no CDLL(None)
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    done = [
-        mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX),
-        mallopt(M_TRIM_THRESHOLD, trim_threshold),
-    ]
-    return all(done)
-
-
 APP = "service.app:app_from_env"
 # sysexits.h EX_TEMPFAIL: a temporary failure, worth retrying. Not 1 (an unhandled exception),
 # 2 (bad usage) or 3 (uvicorn's start-up failure), and below the 128+N of a death by signal.

@@ -45,8 +45,7 @@ from service.manifest import (
     read_pointer,
     task_dirs,
 )
-from service.model import LoadedModel, load_model
-from service.server import keep_freed_memory
+from service.model import LoadedModel, keep_freed_memory, load_model
 
 if TYPE_CHECKING:  # imported when a Parquet file is scored: pyarrow.parquet costs start-up
     from service.batch.parquet import Arrow, ArrowScorer

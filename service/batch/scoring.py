@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from service.codecs import csv_blocks as bytecells
+from service.codecs import csv_blocks
 from service.codecs.csv import (
     Layout,
     batch_from_block,
@@ -116,7 +116,7 @@ class BlockScorer:
         """
         if not self._byte_lines:
             return None
-        split = bytecells.split(block, len(self.table.header))
+        split = csv_blocks.split(block, len(self.table.header))
         if split is None:
             return None
         batch = batch_from_block(self.model.validator, self.table, split)
@@ -153,7 +153,7 @@ class BlockScorer:
 
 def _newlines(block: bytes) -> int:
     """`block.count(b"\n")`, quicker as one numpy comparison."""
-    return int(np.count_nonzero(np.frombuffer(block, dtype=np.uint8) == bytecells.NEWLINE))
+    return int(np.count_nonzero(np.frombuffer(block, dtype=np.uint8) == csv_blocks.NEWLINE))
 
 
 def _decode(block: bytes) -> str:

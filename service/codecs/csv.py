@@ -372,13 +372,12 @@ class _RowsReader:
 
 class _BlocksReader:
     """Chunks of whole lines read from their bytes (`csv_blocks`); raises `_Doubt` at anything
-    it cannot read exactly: blank lines, quotes, a bad value, bytes that are not UTF-8."""
+    it cannot read exactly: blank lines, quotes, a bad value, bytes that are not UTF-8 (a chunk
+    with a blank line, even at its start or end, is refused by `csv_blocks.split`)."""
 
     def layout(self, model: LoadedModel, body: bytes) -> Layout:
         if not (plain_labels(model) and csv_blocks.writable(model)):
             raise _Doubt  # its answer could not be written as plain lines
-        if b"\n\n" in body or b"\n\r\n" in body:
-            raise _Doubt  # blank lines: chunks of lines would not be chunks of rows
         start = len(codecs.BOM_UTF8) if body.startswith(codecs.BOM_UTF8) else 0
         end = body.find(b"\n", start)
         line = body[start:end].removesuffix(b"\r")

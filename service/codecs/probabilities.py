@@ -58,7 +58,7 @@ def probability_text(values: npt.NDArray[np.float64]) -> list[str]:
 def probability_bytes(
     values: npt.NDArray[np.float64], prefix: bytes = b"", *, json: bool = False
 ) -> tuple[Bytes, Sizes]:
-    """Rounded probabilities as `repr` writes them (`render.probability_text`) after `prefix`,
+    """Rounded probabilities as `repr` writes them (`probability_text`) after `prefix`,
     one NUL-padded row each, and their sizes; with `json`, as orjson writes them.
 
     From 1e-4 to 1 that is the integer digit, "." and the 7 decimals without trailing zeros (one

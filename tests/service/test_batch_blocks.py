@@ -103,6 +103,6 @@ def test_forked_workers_share_the_slots(tmp_path: Path) -> None:
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
 def test_freed_memory_is_kept_under_glibc() -> None:
     """Both thresholds are accepted; run in a child so it does not depend on this process."""
-    code = "from service.server import keep_freed_memory; print(keep_freed_memory())"
+    code = "from service.model import keep_freed_memory; print(keep_freed_memory())"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "True"

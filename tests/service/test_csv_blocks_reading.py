@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.codecs import csv_blocks as bytecells
+from service.codecs import csv_blocks
 from service.codecs.csv import Layout, batch_from_block, batch_from_rows, layout
 from service.manifest import read_pointer
 from service.model import LoadedModel, load_model
@@ -41,12 +41,12 @@ odd = st.sampled_from(
 
 def batch_from_cells(validator: Validator, table: Layout, block: bytes) -> Batch | None:
     """The bytes path as the CSV endpoint and the score command take it: split, then read."""
-    split = bytecells.split(block, len(table.header))
+    split = csv_blocks.split(block, len(table.header))
     return None if split is None else batch_from_block(validator, table, split)
 
 
-def block_of(column: list[str]) -> bytecells.Block | None:
-    return bytecells.split(("".join(f"{cell},x\n" for cell in column)).encode("utf-8"), 2)
+def block_of(column: list[str]) -> csv_blocks.Block | None:
+    return csv_blocks.split(("".join(f"{cell},x\n" for cell in column)).encode("utf-8"), 2)
 
 
 @settings(max_examples=300, deadline=None)
@@ -54,8 +54,8 @@ def block_of(column: list[str]) -> bytecells.Block | None:
 def test_decimals_are_read_to_the_bit_as_the_text_path_reads_them(column: list[str]) -> None:
     block = block_of(column)
     assert block is not None
-    values = bytecells.numbers(block, [0], [])
-    short = all(len(cell) <= bytecells.MAX_NUMBER_BYTES for cell in column)
+    values = csv_blocks.numbers(block, [0], [])
+    short = all(len(cell) <= csv_blocks.MAX_NUMBER_BYTES for cell in column)
     has_digit = all(any(c.isdigit() for c in cell) for cell in column)
     if not (short and has_digit):
         assert values is None
@@ -69,7 +69,7 @@ def test_decimals_are_read_to_the_bit_as_the_text_path_reads_them(column: list[s
 @given(st.lists(st.one_of(decimal, odd), min_size=1, max_size=20))
 def test_any_cell_it_reads_it_reads_as_the_text_path_does(column: list[str]) -> None:
     block = block_of(column)
-    values = None if block is None else bytecells.numbers(block, [0], [])
+    values = None if block is None else csv_blocks.numbers(block, [0], [])
     if values is None:
         return  # the general path then reads or refuses the block
     assert values[0].tobytes() == np.asarray(column, dtype=np.float64).tobytes()
@@ -80,7 +80,7 @@ def test_any_cell_it_reads_it_reads_as_the_text_path_does(column: list[str]) -> 
                                   "00000000-0", "1234567-8", "-1234567-", "1.5-"])  # fmt: skip
 def test_what_it_cannot_read_exactly_is_left_to_the_text_path(cell: str) -> None:
     block = block_of(["1", cell, "2"])
-    assert block is None or bytecells.numbers(block, [0], []) is None
+    assert block is None or csv_blocks.numbers(block, [0], []) is None
 
 
 @pytest.mark.parametrize(
@@ -92,7 +92,7 @@ def test_flag_columns_take_only_0_or_1(cell: str, read: bool) -> None:
     """Cells "1.0" and "true" are the text path's to read; "-0" and "01" are not 0/1 there."""
     block = block_of(["0", cell])
     assert block is not None
-    assert (bytecells.numbers(block, [0], [0]) is not None) is read
+    assert (csv_blocks.numbers(block, [0], [0]) is not None) is read
 
 
 @pytest.mark.parametrize(
@@ -110,33 +110,33 @@ def test_flag_columns_take_only_0_or_1(cell: str, read: bool) -> None:
     ],
 )
 def test_blocks_that_are_not_plain_are_refused(block: bytes) -> None:
-    assert bytecells.split(block, 2) is None
+    assert csv_blocks.split(block, 2) is None
 
 
 def test_crlf_and_a_missing_last_line_end_are_plain() -> None:
-    block = bytecells.split(b"1,a\r\n22,bb\r\n333,c", 2)
+    block = csv_blocks.split(b"1,a\r\n22,bb\r\n333,c", 2)
     assert block is not None
     assert block.rows == 3
-    values = bytecells.numbers(block, [0], [])
+    values = csv_blocks.numbers(block, [0], [])
     assert values is not None
     assert values.tolist() == [[1.0, 22.0, 333.0]]
 
 
 def test_categories_match_exactly_or_not_at_all() -> None:
     allowed = ["France", "Spain", "España"]
-    block = bytecells.split("France,1\nEspaña,2\nSpain,3\n".encode(), 2)
+    block = csv_blocks.split("France,1\nEspaña,2\nSpain,3\n".encode(), 2)
     assert block is not None
-    index = bytecells.categories(block, 0, allowed)
+    index = csv_blocks.categories(block, 0, allowed)
     assert index is not None
     assert index.tolist() == [0, 2, 1]
     for odd_cell in (" Spain", "Spai", "Spain ", "spain", "Germany", "a" * 17, ""):
-        block = bytecells.split(f"France,1\n{odd_cell},2\n".encode(), 2)
+        block = csv_blocks.split(f"France,1\n{odd_cell},2\n".encode(), 2)
         assert block is not None
-        assert bytecells.categories(block, 0, allowed) is None
+        assert csv_blocks.categories(block, 0, allowed) is None
     # A category the text path could never match (it strips cells) is not matched here either.
-    block = bytecells.split(b" Spain,1\n", 2)
+    block = csv_blocks.split(b" Spain,1\n", 2)
     assert block is not None
-    assert bytecells.categories(block, 0, [" Spain", "France"]) is None
+    assert csv_blocks.categories(block, 0, [" Spain", "France"]) is None
 
 
 @pytest.fixture(scope="module")
@@ -184,18 +184,18 @@ def _cell(value: object) -> str:
 
 
 def test_crlf_on_every_line_keeps_its_crs_out_of_the_last_cells() -> None:
-    block = bytecells.split(b"1,Spain\r\n22,France\r\n333,Spain\r\n", 2)
+    block = csv_blocks.split(b"1,Spain\r\n22,France\r\n333,Spain\r\n", 2)
     assert block is not None
     assert block.crlf
     assert block.rows == 3
-    assert bytecells.categories(block, 1, ["France", "Spain"]) is not None
-    block = bytecells.split(b"a,1\r\nb,22\r\n", 2)
+    assert csv_blocks.categories(block, 1, ["France", "Spain"]) is not None
+    block = csv_blocks.split(b"a,1\r\nb,22\r\n", 2)
     assert block is not None
-    values = bytecells.numbers(block, [1], [])
+    values = csv_blocks.numbers(block, [1], [])
     assert values is not None
     assert values.tolist() == [[1.0, 22.0]]
 
 
 @pytest.mark.parametrize("block", [b"1,a\r\n\r\n2,b\r\n", b"\r\n1,a\r\n", b"1,a\r\n2\r\n"])
 def test_blank_or_short_crlf_lines_are_refused(block: bytes) -> None:
-    assert bytecells.split(block, 2) is None
+    assert csv_blocks.split(block, 2) is None

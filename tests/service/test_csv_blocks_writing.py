@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from service.batch.scoring import BlockScorer
-from service.codecs import csv_blocks as bytecells
+from service.codecs import csv_blocks
 from service.codecs.csv import prediction_columns
 from service.codecs.csv_blocks import scored_lines, writable
 from service.codecs.probabilities import probability_bytes, probability_text
@@ -109,7 +109,7 @@ def test_scored_lines_are_the_written_lines(
 ) -> None:
     model = models[task]
     text = data.draw(blocks(columns))
-    block = bytecells.split(text.encode(), columns)
+    block = csv_blocks.split(text.encode(), columns)
     assert block is not None
     width = len(model.manifest.labels)
     values = data.draw(
@@ -136,7 +136,7 @@ def test_lines_far_shorter_and_longer_than_most_are_written(
     """A first line shorter than the window, and lines cut into pieces, one of them flagged."""
     model = models["digits"]
     text = "a,b\n" + "x" * 300 + ",y\r\n" + "c,d\n" * 5 + "é" * 500 + ",z"
-    block = bytecells.split(text.encode(), 2)
+    block = csv_blocks.split(text.encode(), 2)
     assert block is not None
     probabilities = np.linspace(0.0, 1e-3, 80, dtype=np.float32).reshape(8, 10)
     prediction = Prediction(probabilities, model.decide(probabilities))
@@ -151,7 +151,7 @@ def test_labels_of_any_length_and_script_are_written(
     model = models["churn"]
     model = replace(model, manifest=model.manifest.model_copy(update={"labels": labels}))
     text = "a,b\nlonger line,c\r\n"
-    block = bytecells.split(text.encode(), 2)
+    block = csv_blocks.split(text.encode(), 2)
     assert block is not None
     probabilities = np.array([[0.25, 0.75], [0.9, 0.1]], dtype=np.float32)
     prediction = Prediction(probabilities, model.decide(probabilities))
