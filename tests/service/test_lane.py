@@ -124,8 +124,8 @@ def _minor_faults(pid: int) -> int:
 def test_a_worker_reuses_the_memory_of_its_last_big_request(
     server: Server, churn: Manifest
 ) -> None:
-    """Once warm, a big request faults in next to no fresh pages (`service.model.keep_freed_memory`): with glibc's
-    defaults each 10,000-record JSON request faulted in about 1,000 (4 MB, 4-5 ms of system time).
+    """Once warm, a big request faults in next to no fresh pages (`model.keep_freed_memory`):
+    with glibc's defaults each 10,000-record JSON request faulted in about 1,000 (4 MB).
     """
     assert server.process is not None
     body = {"records": [dict(churn.examples[0].record)] * 10_000}
