@@ -2,6 +2,9 @@
 
 Exit codes: 0 done; 1 a run finished but was not promoted, or failed unexpectedly;
 2 bad input (unknown task, bad spec, bad CSV, bad arguments), nothing written to the registry.
+
+Messages quote user text (spec rules, CSV headers, file names), so rich never parses markup or
+emoji codes here: the consoles have both off and our own styling is given as `Text` styles.
 """
 
 from __future__ import annotations
@@ -15,12 +18,14 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from service.manifest import Manifest, ManifestError, task_dirs
 from training import registry
 from training.data import DataError
 from training.export import ParityError
 from training.generators import UnknownSource, generate
+from training.quality import DataQuality
 from training.report import write_model_card
 from training.spec import SpecError, TaskSpec, builtin_tasks, load_spec, load_task
 from training.train import (
@@ -45,8 +50,8 @@ BAD_INPUT = (
 
 # Wide enough for the summary table when output is piped (rich assumes 80 columns then).
 WIDTH = shutil.get_terminal_size((140, 24)).columns
-out = Console(highlight=False, width=WIDTH)
-err = Console(stderr=True, highlight=False, width=WIDTH)
+out = Console(highlight=False, markup=False, emoji=False, width=WIDTH)
+err = Console(stderr=True, highlight=False, markup=False, emoji=False, width=WIDTH)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -55,15 +60,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.run(args)
     except BAD_INPUT as exc:
-        err.print(f"[red]error:[/] {exc}")
+        _say(err, ("error:", "red"), f" {exc}")
         return EXIT_BAD_INPUT
     except ParityError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        _say(err, ("error:", "red"), f" {exc}")
         return EXIT_FAILED
     except OSError as exc:
-        err.print(f"[red]error:[/] cannot write {exc.filename or 'a file'}: {exc.strerror or exc}")
+        cause = f" cannot write {exc.filename or 'a file'}: {exc.strerror or exc}"
+        _say(err, ("error:", "red"), cause)
         return EXIT_FAILED
     return code
+
+
+def _say(console: Console, *parts: str | tuple[str, str]) -> None:
+    """Print one line: strings are literal text, (text, style) pairs are styled; long lines are
+    left to the terminal rather than wrapped by rich, so a message stays one line when piped."""
+    console.print(Text.assemble(*parts), soft_wrap=True)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -82,8 +94,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     for spec in specs:
         results.append(train(spec, options, step=_stepper(spec.name, args.quiet)))
         if not args.quiet:
-            err.print(f"{spec.name}: {results[-1].message}")
+            _say(err, f"{spec.name}: {results[-1].message}")
     out.print(_summary(results))
+    for result in results:
+        _print_quality(result.manifest.name, result.quality)
     return EXIT_OK if all(r.promoted for r in results) else EXIT_FAILED
 
 
@@ -95,7 +109,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             try:
                 manifest = Manifest.load(task_dir / version)
             except ManifestError as exc:
-                table.add_row(task_dir.name, version, "", "", "", "", f"unreadable: {exc}")
+                table.add_row(task_dir.name, version, "", "", "", "", Text(f"unreadable: {exc}"))
                 continue
             m = manifest.metrics
             table.add_row(
@@ -114,7 +128,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_rollback(args: argparse.Namespace) -> int:
     task_dir = _task_dir(args.out, args.task)
     version = registry.rollback(task_dir, args.to)
-    out.print(f"{args.task}: current is now {version}")
+    _say(out, f"{args.task}: current is now {version}")
     return EXIT_OK
 
 
@@ -122,20 +136,20 @@ def cmd_generate(args: argparse.Namespace) -> int:
     spec = load_task(args.task)
     sample = generate(spec.source or args.task, args.rows, args.seed)
     sample.frame.to_csv(args.out, index=False)
-    out.print(f"wrote {len(sample.frame)} rows to {args.out}")
+    _say(out, f"wrote {len(sample.frame)} rows to {args.out}")
     return EXIT_OK
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     folder = _version_dir(args.out, args.task, args.version)
-    out.print(str(write_model_card(folder / "report", Manifest.load(folder)).resolve()))
+    _say(out, str(write_model_card(folder / "report", Manifest.load(folder)).resolve()))
     return EXIT_OK
 
 
 def cmd_export_triton(args: argparse.Namespace) -> int:
     folder = _version_dir(args.models, args.task, args.version)
     model_dir = export_triton(folder, args.out)
-    out.print(f"{args.task} {folder.name}: wrote {model_dir / 'config.pbtxt'}")
+    _say(out, f"{args.task} {folder.name}: wrote {model_dir / 'config.pbtxt'}")
     return EXIT_OK
 
 
@@ -232,9 +246,9 @@ def _stepper(task: str, quiet: bool) -> StepFactory:
         if quiet:
             yield
             return
-        with err.status(f"{task}: {name}..."):
+        with err.status(Text(f"{task}: {name}...")):  # a str status would be parsed as markup
             yield
-        err.print(f"{task}: {name} [green]done[/]")
+        _say(err, f"{task}: {name} ", ("done", "green"))
 
     return step
 
@@ -257,7 +271,7 @@ def _summary(results: list[TrainResult]) -> Table:
         table.add_row(
             r.manifest.name,
             r.version,
-            "yes" if r.promoted else "[red]no[/]",
+            Text("yes") if r.promoted else Text("no", style="red"),
             f"{m.roc_auc:.4f}",
             _fmt(m.bayes_roc_auc),
             f"{m.accuracy:.4f}",
@@ -266,6 +280,21 @@ def _summary(results: list[TrainResult]) -> Table:
             f"{r.seconds:.1f}",
         )
     return table
+
+
+def _print_quality(task: str, quality: DataQuality) -> None:
+    """The data-quality warnings of a run (warnings only: the run went ahead)."""
+    if not quality.warnings:
+        _say(out, f"{task}: data quality: no warnings ({quality.rows:,} rows)")
+        return
+    count = len(quality.warnings)
+    _say(
+        out,
+        f"{task}: data quality: {count} warning{'s' if count > 1 else ''} "
+        f"({quality.rows:,} rows; details in the model card)",
+    )
+    for warning in quality.warnings:
+        _say(out, "  ", ("warning:", "yellow"), f" {warning}")
 
 
 def _fmt(value: float | None) -> str:

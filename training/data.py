@@ -7,7 +7,10 @@ line instead of surfacing later as a NaN inside the model.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +24,8 @@ from training.spec import FeatureSpec, SplitSpec, TaskSpec
 TRUE_WORDS = frozenset({"1", "1.0", "true", "yes", "y", "t"})
 FALSE_WORDS = frozenset({"0", "0.0", "false", "no", "n", "f"})
 FIRST_DATA_LINE = 2  # line 1 of a CSV is its header
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")  # where normalize_header splits camelCase
+_SEPARATORS = re.compile(r"[\W_]+")  # anything but a letter or digit, of any script
 
 
 class DataError(ValueError):
@@ -29,13 +34,15 @@ class DataError(ValueError):
 
 @dataclass(frozen=True)
 class Dataset:
-    """Checked features (spec columns, spec order), class indices, and the truth where known."""
+    """Checked features (spec columns, spec order), class indices, and the truth where known;
+    `headers` maps each spec name (features and target) to the column it was read from."""
 
     X: pd.DataFrame
     y: npt.NDArray[np.int64]
     probability: npt.NDArray[np.float64] | None
     source: str
     sha256: str
+    headers: Mapping[str, str] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -43,9 +50,8 @@ class Dataset:
     def take(self, index: npt.NDArray[np.int64]) -> Dataset:
         """The rows at `index`, keeping source and fingerprint."""
         prob = None if self.probability is None else self.probability[index]
-        return Dataset(
-            self.X.iloc[index].reset_index(drop=True), self.y[index], prob, self.source, self.sha256
-        )
+        X = self.X.iloc[index].reset_index(drop=True)
+        return Dataset(X, self.y[index], prob, self.source, self.sha256, self.headers)
 
 
 @dataclass(frozen=True)
@@ -63,12 +69,17 @@ def read_csv(spec: TaskSpec, path: Path) -> Dataset:
         raise DataError(f"{path}: cannot read ({exc.strerror})") from exc
     if not raw.strip():
         raise DataError(f"{path}: the file is empty")
+    options = {"dtype": str, "keep_default_na": False, "skipinitialspace": True}
     try:
-        frame = pd.read_csv(
-            path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8"
-        )
+        frame = pd.read_csv(path, encoding="utf-8", **options)
+        header = pd.read_csv(path, encoding="utf-8", header=None, nrows=1, **options)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not a readable CSV ({exc})") from exc
+    names = [str(name) for name in header.iloc[0]]
+    if len(set(names)) < len(names) == len(frame.columns):
+        # pandas renames a repeated header (`Age`, `Age.1`); keep both as written, so that two
+        # columns meaning one feature are refused rather than the second silently dropped.
+        frame.columns = pd.Index(names)
     return from_frame(spec, frame, source=f"csv:{path.name}", where=str(path), sha256=_sha(raw))
 
 
@@ -97,7 +108,7 @@ def from_frame(
         )
     if sha256 is None:
         sha256 = _sha(frame.to_csv(index=False).encode())
-    return Dataset(X, y, probability, source, sha256)
+    return Dataset(X, y, probability, source, sha256, columns)
 
 
 def split(data: Dataset, plan: SplitSpec, seed: int) -> Splits:
@@ -122,24 +133,69 @@ def _sha(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
 
 
+def header_keys(header: str) -> tuple[str, ...]:
+    """The forms under which a CSV header matches a spec name or alias: case, spaces and
+    punctuation ignored, camelCase split or not (`NumOfProducts` is `num_of_products`, and
+    `TARGET_5Yrs` is `target_5yrs`), letters of any script kept (`Größe`, `年龄`). For ASCII the
+    split form is the service's `normalize_header`. A header with no letter or digit at all (`%`)
+    must match exactly."""
+    text = unicodedata.normalize("NFKC", header.strip())
+    split = _CAMEL.sub("_", text)
+    keys = (_SEPARATORS.sub("_", form.casefold()).strip("_") for form in (split, text))
+    return tuple(dict.fromkeys(key for key in keys if key)) or (header.strip(),)
+
+
+def served_aliases(feature: FeatureSpec, header: str) -> tuple[str, ...]:
+    """The header a feature was trained from, if the service's matching (`normalize_header`,
+    which splits camelCase and drops non-ASCII letters) would not find it through the spec's own
+    name and aliases: recorded in the manifest, a CSV with training's headers still scores."""
+    known = {normalize_header(name) for name in (feature.name, *feature.aliases)}
+    return () if normalize_header(header) in known else (header,)
+
+
 def _match_columns(spec: TaskSpec, frame: pd.DataFrame, where: str) -> dict[str, str]:
-    """Map each spec name (features and target) to the CSV header it arrives under."""
-    keys = {str(header): normalize_header(str(header)) for header in frame.columns}
-    wanted = [(f.name, f.aliases) for f in spec.features]
-    wanted.append((spec.target.name, spec.target.aliases))
+    """Map each spec name (features and target) to the CSV header it arrives under; every header
+    problem (missing, two columns for one name, one column for two names) is reported at once."""
+    headers = [str(header) for header in frame.columns]
+    by_key: dict[str, list[int]] = {}
+    for position, header in enumerate(headers):
+        for key in header_keys(header):
+            by_key.setdefault(key, []).append(position)
+    wanted = [(f.name, f.aliases, f"features.{f.name}.aliases") for f in spec.features]
+    wanted.append((spec.target.name, spec.target.aliases, "target.aliases"))
     columns: dict[str, str] = {}
-    for name, aliases in wanted:
-        accepted = {normalize_header(a) for a in (name, *aliases)}
-        found = [header for header, key in keys.items() if key in accepted]
+    claimed: dict[int, str] = {}
+    problems: list[str] = []
+    for name, aliases, key in wanted:
+        accepted = {k for alias in (name, *aliases) for k in header_keys(alias)}
+        found = sorted({position for k in accepted for position in by_key.get(k, [])})
         if not found:
-            raise DataError(
-                f"{where}: missing column {name!r} (also accepted: "
-                f"{', '.join(aliases) or 'no aliases'}); found: "
-                f"{', '.join(map(str, frame.columns))}"
+            problems.append(
+                f"missing column {name!r} (also accepted: {', '.join(aliases) or 'no aliases'}); "
+                f"add its header to {key} (case, spaces and punctuation are ignored)"
             )
-        if len(found) > 1:
-            raise DataError(f"{where}: columns {found} all mean {name!r}; keep one")
-        columns[name] = found[0]
+        elif len(found) > 1:
+            listed = ", ".join(repr(headers[position]) for position in found)
+            problems.append(
+                f"columns {listed} all mean {name!r} (case, spaces and punctuation are ignored); "
+                "keep one"
+            )
+        elif found[0] in claimed:
+            problems.append(
+                f"column {headers[found[0]]!r} matches both {claimed[found[0]]!r} and {name!r}; "
+                "change an alias so that each column has one meaning"
+            )
+        else:
+            columns[name] = headers[found[0]]
+            claimed[found[0]] = name
+    if problems:
+        found_headers = ", ".join(headers)
+        if len(problems) == 1:
+            raise DataError(f"{where}: {problems[0]}; found: {found_headers}")
+        listed = "\n".join(f"  {problem}" for problem in problems)
+        raise DataError(
+            f"{where}: {len(problems)} problems with the header:\n{listed}\nfound: {found_headers}"
+        )
     return columns
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import importlib.metadata
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from service.manifest import DataInfo, Evaluation, Example, Manifest, OnnxInfo, Scalar, sha256_file
+from training.data import served_aliases
 from training.spec import TaskSpec
 
 MODEL_FILE = "model.onnx"
@@ -57,6 +59,7 @@ class ExportInputs:
     params: dict[str, Any]
     train_X: pd.DataFrame
     check_X: pd.DataFrame
+    headers: Mapping[str, str] = field(default_factory=dict)  # spec name -> CSV header read
 
 
 def export_model(
@@ -87,7 +90,7 @@ def export_model(
         labels=list(spec.target.labels),
         positive_label=spec.target.positive,
         threshold=run.threshold,
-        features=[_manifest_feature(spec, name, run.train_X) for name in spec.feature_names],
+        features=[_manifest_feature(spec, name, run) for name in spec.feature_names],
         onnx=OnnxInfo(
             file=MODEL_FILE,
             sha256=sha256_file(folder / MODEL_FILE),
@@ -192,12 +195,14 @@ def library_versions() -> dict[str, str]:
     return {name: importlib.metadata.version(name) for name in LIBRARIES}
 
 
-def _manifest_feature(spec: TaskSpec, name: str, train_X: pd.DataFrame) -> Any:
+def _manifest_feature(spec: TaskSpec, name: str, run: ExportInputs) -> Any:
     feature = next(f for f in spec.features if f.name == name)
+    header = run.headers.get(name)
+    extra = served_aliases(feature, header) if header is not None else ()
     if feature.type == "category":
-        return feature.to_manifest(None, None)
-    column = train_X[name].astype(np.float64)
-    return feature.to_manifest(float(column.min()), float(column.max()))
+        return feature.to_manifest(None, None, extra)
+    column = run.train_X[name].astype(np.float64)
+    return feature.to_manifest(float(column.min()), float(column.max()), extra)
 
 
 def json_scalar(kind: str, value: Any) -> Scalar:

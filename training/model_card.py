@@ -1,4 +1,4 @@
-"""The Markdown model card of a version, rendered from its manifest alone."""
+"""The Markdown model card of a version, rendered from its manifest and data-quality report."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from service.manifest import DataInfo, Evaluation, Feature, Manifest
+from training.quality import DataQuality
 
 CARD_FILE = "model_card.md"
 GENERATED_PREFIX = "generated:"
@@ -36,12 +37,15 @@ CRITERIA = {  # the values of TaskSpec.threshold_criterion (training/spec.py)
 }
 
 
-def render_model_card(manifest: Manifest, plots: Sequence[str]) -> str:
+def render_model_card(
+    manifest: Manifest, plots: Sequence[str], quality: DataQuality | None = None
+) -> str:
     """The whole card; `plots` are the PNG file names present beside it, linked relatively."""
     sections = [
         _header(manifest),
         _intended_use(manifest),
         _data(manifest.data),
+        _quality(quality),
         _features(manifest.features),
         _parameters(manifest.params),
         _threshold(manifest),
@@ -53,11 +57,13 @@ def render_model_card(manifest: Manifest, plots: Sequence[str]) -> str:
     return "\n\n".join(section for section in sections if section) + "\n"
 
 
-def write_card(folder: Path, manifest: Manifest, plots: Sequence[str]) -> Path:
+def write_card(
+    folder: Path, manifest: Manifest, plots: Sequence[str], quality: DataQuality | None = None
+) -> Path:
     """Write `folder/model_card.md`, creating the folder if needed."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / CARD_FILE
-    path.write_text(render_model_card(manifest, plots), encoding="utf-8")
+    path.write_text(render_model_card(manifest, plots, quality), encoding="utf-8")
     return path
 
 
@@ -130,6 +136,47 @@ def _data(data: DataInfo) -> str:
         ("Random seed", str(data.seed)),
     ]
     return "## Data\n\n" + _table(["Item", "Value"], rows)
+
+
+def _quality(quality: DataQuality | None) -> str:
+    if quality is None:
+        return ""
+    rows = max(quality.rows, 1)
+    missing = {name: rate for name, rate in quality.missing_rate.items() if rate > 0}
+    checks = [
+        ("Duplicate rows", f"{quality.duplicate_rows:,} ({quality.duplicate_rows / rows:.1%})"),
+        (
+            "Rows sharing their features with a row of another label",
+            f"{quality.conflicting_rows:,}",
+        ),
+        ("Constant columns", _code_list(quality.constant_columns)),
+        (
+            "Missing values",
+            ", ".join(f"`{name}` {rate:.1%}" for name, rate in missing.items()) or "none",
+        ),
+        (
+            "Class balance",
+            ", ".join(
+                f"`{label}` {n:,} ({n / rows:.1%})" for label, n in quality.class_counts.items()
+            ),
+        ),
+        ("Declared float, whole numbers only", _code_list(quality.whole_number_columns)),
+        ("Values from 0 to 1 (fractions)", _code_list(quality.fraction_columns)),
+        ("Rates from 0 to 100 (percentages)", _code_list(quality.percent_columns)),
+    ]
+    intro = (
+        f"Checked on all {quality.rows:,} rows (every split) before training. These are warnings: "
+        "the model was trained on the data as it is."
+    )
+    if quality.warnings:
+        found = "Warnings:\n\n" + "\n".join(f"- {warning}" for warning in quality.warnings)
+    else:
+        found = "No warnings."
+    return "\n\n".join(["## Data quality", intro, _table(["Check", "Found"], checks), found])
+
+
+def _code_list(names: Sequence[str]) -> str:
+    return ", ".join(f"`{name}`" for name in names) or "none"
 
 
 def _split(data: DataInfo) -> str:

@@ -1,4 +1,5 @@
-"""The per-version report folder: metrics.json, the PNG plots and the model card."""
+"""The per-version report folder: metrics.json (with the data-quality report), the PNG plots and
+the model card."""
 
 from __future__ import annotations
 
@@ -7,31 +8,50 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from service.manifest import Evaluation, Manifest
 from training.model_card import write_card
 from training.plots import PLOTS, Curves, has_both_classes, write_plots
+from training.quality import DataQuality
 
 __all__ = ["METRICS_FILE", "PLOTS", "Curves", "write_model_card", "write_report"]
 
 METRICS_FILE = "metrics.json"
+QUALITY_KEY = "data_quality"
 
 
-def write_report(folder: Path, manifest: Manifest, curves: Curves) -> Path:
+def write_report(
+    folder: Path, manifest: Manifest, curves: Curves, quality: DataQuality | None = None
+) -> Path:
     """Write metrics.json, every plot and the model card into `folder`; returns the card's path."""
     _check(manifest, curves)
     folder.mkdir(parents=True, exist_ok=True)
     write_plots(folder, manifest, curves)
-    text = json.dumps(_metrics_document(manifest, curves), indent=2, allow_nan=False)
+    document = _metrics_document(manifest, curves)
+    if quality is not None:
+        document[QUALITY_KEY] = quality.model_dump(mode="json")
+    text = json.dumps(document, indent=2, allow_nan=False)
     (folder / METRICS_FILE).write_text(text + "\n", encoding="utf-8")
     return write_model_card(folder, manifest)
 
 
 def write_model_card(folder: Path, manifest: Manifest) -> Path:
-    """(Re)write `folder/model_card.md` from the manifest alone, linking the plots present there."""
+    """(Re)write `folder/model_card.md` from the manifest and the data-quality report saved in
+    metrics.json (if any), linking the plots present there."""
     present = [name for name in PLOTS if (folder / name).is_file()]
-    return write_card(folder, manifest, present)
+    return write_card(folder, manifest, present, read_quality(folder))
+
+
+def read_quality(folder: Path) -> DataQuality | None:
+    """The data-quality report saved in `folder/metrics.json`; None for a version without one
+    (trained before the checks existed) or whose file cannot be read."""
+    try:
+        document = json.loads((folder / METRICS_FILE).read_text(encoding="utf-8"))
+        return DataQuality.model_validate(document[QUALITY_KEY])
+    except (OSError, ValueError, KeyError, TypeError, ValidationError):
+        return None
 
 
 def _check(manifest: Manifest, curves: Curves) -> None:

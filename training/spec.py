@@ -1,30 +1,55 @@
 """Task specs: one TOML file per task declares its target, features and default MLP settings.
 
 The spec is parsed with pydantic so that every bad key gets an error naming its dotted path
-(`features.3.max: ...`) without hand-written checks.
+(`features.age.max: ...`) without hand-written checks; a spec's problems are reported together.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
-    StringConstraints,
     ValidationError,
     model_validator,
 )
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from service.manifest import Feature, FeatureType
 
 TASKS_DIR = Path(__file__).parent / "tasks"
 
-SnakeName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+# Task, feature and target names: each becomes an ONNX input name, a JSON key, a V2 input name, a
+# metrics label and a web form field, so it is a plain lowercase identifier; headers go in aliases.
+NAME_RULE = "^[a-z][a-z0-9_]{0,63}$"
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+# pydantic tags the errors of each member of a union (`values = [1.5]`) with the member's type.
+_UNION_TAGS = frozenset({"int", "str", "float", "bool"})
+_NAME_CLASH = "name_clash"
+
+
+def _snake(hint: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not _NAME.fullmatch(value):
+            raise ValueError(
+                f"{value[:60]!r} is not a valid name: a lowercase letter, then up to 63 lowercase "
+                f"letters, digits or underscores ({NAME_RULE}){hint}"
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+TaskName = Annotated[str, _snake("")]
+ColumnName = Annotated[str, _snake("; any CSV header can be matched through `aliases`")]
 Positive = Annotated[float, Field(gt=0)]
 Fraction = Annotated[float, Field(gt=0, lt=0.9)]
 
@@ -40,7 +65,7 @@ class _Spec(BaseModel):
 class FeatureSpec(_Spec):
     """One input column as declared in the spec."""
 
-    name: SnakeName
+    name: ColumnName
     type: FeatureType
     unit: str = ""
     description: str = ""
@@ -60,13 +85,17 @@ class FeatureSpec(_Spec):
         if self.categories is not None:
             raise ValueError(f"only category features have categories, not {self.type}")
         if self.type in ("float", "int") and (self.min is None or self.max is None):
-            raise ValueError(f"a {self.type} feature needs both min and max")
+            article = "an" if self.type == "int" else "a"
+            raise ValueError(f"{article} {self.type} feature needs both min and max")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min {self.min} is greater than max {self.max}")
         return self
 
-    def to_manifest(self, train_min: float | None, train_max: float | None) -> Feature:
-        """The manifest's view of this feature, with the range seen in the training rows."""
+    def to_manifest(
+        self, train_min: float | None, train_max: float | None, headers: Sequence[str] = ()
+    ) -> Feature:
+        """The manifest's view of this feature, with the range seen in the training rows;
+        `headers` are extra CSV headers the service should accept (see training.data)."""
         return Feature(
             name=self.name,
             type=self.type,
@@ -75,7 +104,7 @@ class FeatureSpec(_Spec):
             min=self.min,
             max=self.max,
             categories=list(self.categories) if self.categories else None,
-            aliases=list(self.aliases),
+            aliases=[*self.aliases, *headers],
             train_min=train_min,
             train_max=train_max,
         )
@@ -84,7 +113,7 @@ class FeatureSpec(_Spec):
 class TargetSpec(_Spec):
     """The label column: class labels in model order and how each is written in a CSV."""
 
-    name: SnakeName
+    name: ColumnName
     labels: tuple[str, ...] = Field(min_length=2)
     values: tuple[int | str, ...] | None = None
     positive: str | None = None
@@ -150,7 +179,7 @@ class SearchSpec(_Spec):
 class TaskSpec(_Spec):
     """Everything training needs to know about a task; read from one TOML file."""
 
-    name: SnakeName
+    name: TaskName
     title: str = ""
     description: str = ""
     source: str | None = None
@@ -164,12 +193,10 @@ class TaskSpec(_Spec):
 
     @model_validator(mode="after")
     def _unique_names(self) -> TaskSpec:
-        names = self.feature_names
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"duplicate feature names: {', '.join(duplicates)}")
-        if self.target.name in names:
-            raise ValueError(f"target {self.target.name!r} is also a feature")
+        # load_spec reports these with their keys from the raw file, even when other keys fail.
+        clashes = name_clashes(self.target.name, self.feature_names)
+        if clashes:
+            raise PydanticCustomError(_NAME_CLASH, "; ".join(clashes.values()))
         return self
 
     @property
@@ -198,7 +225,7 @@ def load_task(name: str) -> TaskSpec:
 
 
 def load_spec(path: Path) -> TaskSpec:
-    """Read and check a spec file; every problem is a SpecError naming the file and the key."""
+    """Read and check a spec file; its problems, all of them, are one SpecError naming each key."""
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -209,13 +236,109 @@ def load_spec(path: Path) -> TaskSpec:
         # JSON mode keeps strictness (no "5" -> 5) while accepting TOML arrays for tuples.
         return TaskSpec.model_validate_json(json.dumps(raw, default=str))
     except ValidationError as exc:
-        raise SpecError(f"{path}: {_describe(exc)}") from exc
+        problems = [*_problems(exc, raw), *_raw_clashes(raw)] or [f"(top level): {exc}"]
+    if len(problems) == 1:
+        raise SpecError(f"{path}: {problems[0]}")
+    listed = "\n".join(f"  {problem}" for problem in problems)
+    raise SpecError(f"{path}: {len(problems)} problems:\n{listed}")
 
 
-def _describe(exc: ValidationError) -> str:
-    """The first error as `dotted.key: message`, which is what a spec author needs to fix."""
-    first = exc.errors(include_url=False)[0]
-    key = ".".join(str(part) for part in first["loc"]) or "(top level)"
-    message = first["msg"].removeprefix("Value error, ")
-    extra = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{key}: {message}{extra}"
+def name_clashes(target: str | None, features: Sequence[str | None]) -> dict[str, str]:
+    """Names used twice, by key: a second feature of the same name, or a feature named like the
+    target (the key names the later entry by index, as the name itself is ambiguous there)."""
+    clashes: dict[str, str] = {}
+    first: dict[str, int] = {}
+    for index, name in enumerate(features):
+        if name is None:
+            continue
+        if name in first:
+            clashes[f"features.{index}.name"] = (
+                f"{name!r} is already the name of features.{first[name]}"
+            )
+        else:
+            first[name] = index
+    if target is not None and target in first:
+        clashes["target.name"] = (
+            f"{target!r} is also the name of features.{first[target]}; "
+            "the target cannot be an input"
+        )
+    return clashes
+
+
+def _raw_clashes(raw: dict[str, Any]) -> list[str]:
+    """Name clashes found in the file as written, so they show even when other keys are wrong."""
+    target = raw.get("target")
+    target_name = target.get("name") if isinstance(target, dict) else None
+    clashes = name_clashes(target_name if isinstance(target_name, str) else None, _raw_names(raw))
+    return [f"{key}: {message}" for key, message in clashes.items()]
+
+
+def _raw_names(raw: dict[str, Any]) -> list[str | None]:
+    """The `name` of each `[[features]]` entry as written (None where it is not a string)."""
+    features = raw.get("features")
+    if not isinstance(features, list):
+        return []
+    names = [f.get("name") if isinstance(f, dict) else None for f in features]
+    return [name if isinstance(name, str) else None for name in names]
+
+
+def _problems(exc: ValidationError, raw: dict[str, Any]) -> list[str]:
+    """Every error as `dotted.key: message`, features named rather than numbered where possible."""
+    errors = [e for e in exc.errors(include_url=False) if e["type"] != _NAME_CLASH]
+    names = _raw_names(raw)
+    named = {i: n for i, n in enumerate(names) if n and _NAME.fullmatch(n) and names.count(n) == 1}
+    by_key: dict[str, list[ErrorDetails]] = {}
+    for error in errors:
+        if not _is_echo(error, errors):
+            by_key.setdefault(_key(error["loc"], named), []).append(error)
+    return [f"{key}: {_describe(group)}" for key, group in by_key.items()]
+
+
+def _key(loc: tuple[int | str, ...], named: dict[int, str]) -> str:
+    parts: list[int | str] = list(loc)
+    while len(parts) > 1 and parts[-1] in _UNION_TAGS:
+        parts.pop()
+    if len(parts) > 1 and parts[0] == "features" and isinstance(parts[1], int):
+        parts[1] = named.get(parts[1], parts[1])
+    return ".".join(str(part) for part in parts) or "(top level)"
+
+
+def _is_echo(error: ErrorDetails, errors: list[ErrorDetails]) -> bool:
+    """A list reported "too short after validation" only because its entries failed."""
+    loc = error["loc"]
+    return (
+        error["type"] == "too_short"
+        and "after validation" in error["msg"]
+        and any(len(e["loc"]) > len(loc) and e["loc"][: len(loc)] == loc for e in errors)
+    )
+
+
+def _describe(group: list[ErrorDetails]) -> str:
+    """One key's errors as one message; a union's per-type errors read `should be X or Y`."""
+    messages = list(dict.fromkeys(_message(error) for error in group))
+    prefix = "Input should be "
+    if len(messages) > 1 and all(m.startswith(prefix) for m in messages):
+        text = prefix + " or ".join(m.removeprefix(prefix) for m in messages)
+    else:
+        text = "; ".join(messages)
+    return text + _got(group[0])
+
+
+def _message(error: ErrorDetails) -> str:
+    if error["type"] == "missing":
+        return "required key is missing"
+    if error["type"] == "extra_forbidden":
+        return "unknown key (not part of a task spec; check the spelling)"
+    return error["msg"].removeprefix("Value error, ")
+
+
+def _got(error: ErrorDetails) -> str:
+    """The offending value, when it is a short scalar the message does not already quote."""
+    value = error.get("input")
+    if error["type"] in ("value_error", "missing", "extra_forbidden"):
+        return ""
+    if isinstance(value, str):
+        return f" (got {value[:40]!r})"
+    if isinstance(value, bool | int | float):
+        return f" (got {json.dumps(value)})"
+    return ""

@@ -21,6 +21,7 @@ from training.evaluate import choose_threshold, evaluate
 from training.export import ExportInputs, export_model
 from training.generators import generate
 from training.pipeline import fit_pipeline
+from training.quality import DataQuality, assess
 from training.report import Curves, write_report
 from training.search import search
 from training.spec import MLPSpec, TaskSpec
@@ -54,6 +55,7 @@ class TrainResult:
     promoted: bool
     message: str
     seconds: float
+    quality: DataQuality
 
     @property
     def version(self) -> str:
@@ -70,6 +72,7 @@ def train(spec: TaskSpec, options: TrainOptions, step: StepFactory | None = None
     step = step or _silent
     with step("load data"):
         data = load_data(spec, options)
+        quality = assess(spec, data)
         splits = split(data, spec.split, options.seed)
         fresh = fresh_sample(spec, options)
     mlp = spec.mlp.model_copy(update=dict(options.mlp_overrides))
@@ -98,6 +101,7 @@ def train(spec: TaskSpec, options: TrainOptions, step: StepFactory | None = None
         holdout,
         threshold,
         params,
+        quality,
         started,
     )
 
@@ -145,6 +149,7 @@ def _publish(
     holdout: Evaluation | None,
     threshold: float,
     params: dict[str, Any],
+    quality: DataQuality,
     started: float,
 ) -> TrainResult:
     task_dir = options.out / spec.name
@@ -167,9 +172,10 @@ def _publish(
                     params=params,
                     train_X=splits.train.X,
                     check_X=splits.test.X,
+                    headers=splits.train.headers,
                 ),
             )
-            write_report(folder / "report", manifest, _curves(pipeline, primary_data))
+            write_report(folder / "report", manifest, _curves(pipeline, primary_data), quality)
             path = registry.publish(folder, task_dir, version)
         verdict = gate.check(task_dir, spec, primary_data, primary.roc_auc, options.tolerance)
         if verdict.passed or options.force:
@@ -181,7 +187,7 @@ def _publish(
             else (f"{verdict.message} (promoted anyway: --force)")
         )
     seconds = time.perf_counter() - started
-    return TrainResult(manifest, path, verdict.passed or options.force, message, seconds)
+    return TrainResult(manifest, path, verdict.passed or options.force, message, seconds, quality)
 
 
 def _threshold(spec: TaskSpec, pipeline: Pipeline, validation: Dataset) -> float:

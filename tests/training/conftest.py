@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.training.sports import SPORTS_SPEC, sports_frame
 from training.spec import load_task
 from training.train import TrainOptions, TrainResult, train
 
@@ -37,3 +38,12 @@ def quick_train(models: Path) -> TrainFn:
         return train(load_task(task), TrainOptions(**options))  # type: ignore[arg-type]
 
     return run
+
+
+@pytest.fixture
+def sports(tmp_path: Path) -> tuple[Path, Path]:
+    """(spec file, CSV file) of the sports data set, written into the test's folder."""
+    spec_path, csv_path = tmp_path / "rookies.toml", tmp_path / "rookies.csv"
+    spec_path.write_text(SPORTS_SPEC, encoding="utf-8")
+    sports_frame().to_csv(csv_path, index=False)
+    return spec_path, csv_path

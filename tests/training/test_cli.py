@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import signal
@@ -11,6 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from service.manifest import STAGING_PREFIX, Manifest, read_pointer
@@ -165,3 +167,122 @@ def test_failing_write_leaves_the_served_version_alone(tmp_path: Path) -> None:
     assert registry.versions(task_dir) == before
     assert read_pointer(task_dir) == before[-1]
     assert not [p for p in task_dir.iterdir() if p.name.startswith(STAGING_PREFIX)]
+
+
+def _one_line_error(result: Completed) -> str:
+    """The whole of stderr, checked to be one `error:` line with no traceback."""
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and "MarkupError" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+def test_user_text_is_never_parsed_as_markup(tmp_path: Path, sports: tuple[Path, Path]) -> None:
+    spec_path, csv_path = sports
+    spec = spec_path.read_text(encoding="utf-8")
+    frame = pd.read_csv(csv_path)
+
+    # A header holding a closing tag, and a bad cell quoting another, in a one-line error.
+    odd = frame.rename(columns={"PTS [avg]": "PTS [/x]"}).astype({"PTS [/x]": object})
+    odd.loc[4, "PTS [/x]"] = "[bold]9"
+    odd.to_csv(tmp_path / "odd.csv", index=False)
+    (tmp_path / "odd.toml").write_text(spec.replace("PTS [avg]", "PTS [/x]"), encoding="utf-8")
+    result = cli("train", "--spec", "odd.toml", "--data", "odd.csv", cwd=tmp_path)
+    line = _one_line_error(result)
+    assert line.endswith("column 'PTS [/x]', line 6: '[bold]9' is not a finite number")
+
+    # Headers with brackets and emoji codes are listed as they are.
+    frame.rename(columns={"GP": "score [usd]", "Name": ":smile:"}).to_csv(
+        tmp_path / "renamed.csv", index=False
+    )
+    line = _one_line_error(
+        cli("train", "--spec", spec_path.name, "--data", "renamed.csv", cwd=tmp_path)
+    )
+    assert "missing column 'games_played' (also accepted: GP)" in line
+    assert "found: :smile:, score [usd], PTS [avg]," in line and "😄" not in line
+
+    # The spec's rule for names is printed, not eaten as a style.
+    (tmp_path / "badname.toml").write_text(spec.replace('"age"', '"Age [years]"'), encoding="utf-8")
+    line = _one_line_error(cli("train", "--spec", "badname.toml", "--data", "x.csv", cwd=tmp_path))
+    assert "'Age [years]' is not a valid name" in line and "(^[a-z][a-z0-9_]{0,63}$)" in line
+
+
+def test_bracketed_paths_and_sources_print_as_they_are(tmp_path: Path) -> None:
+    made = cli("generate", "draft_pick", "--rows", "300", "--out", "[red]players.csv", cwd=tmp_path)
+    assert made.stdout == "wrote 300 rows to [red]players.csv\n", made.stderr
+    # "reg [/x]" is the folder `x]` inside `reg [`: its path prints with a closing tag in it.
+    trained = cli(
+        "train", "draft_pick", "--data", "[red]players.csv", "--out", "reg [/x]", cwd=tmp_path
+    )
+    assert trained.returncode == 0, trained.stderr
+    assert "draft_pick: load data done" in trained.stderr
+    listing = cli("list", "--out", "reg [/x]", cwd=tmp_path)
+    assert listing.returncode == 0, listing.stderr
+    assert "csv:[red]players.csv" in listing.stdout
+    report = cli("report", "draft_pick", "--out", "reg [/x]", cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    version = read_pointer(tmp_path / "reg [/x]" / "draft_pick")
+    expected = tmp_path / "reg [/x]" / "draft_pick" / version / "report" / "model_card.md"
+    assert report.stdout == f"{expected}\n"
+
+
+def test_every_spec_problem_is_shown_with_its_key(
+    tmp_path: Path, sports: tuple[Path, Path]
+) -> None:
+    spec_path, _ = sports
+    spec = spec_path.read_text(encoding="utf-8")
+    spec = spec.replace("min = 0\nmax = 60", "min = 60\nmax = 0", 1)  # points
+    spec = spec.replace('name = "ft_rate"\ntype = "float"', 'name = "ft_rate"\ntype = "real"', 1)
+    spec = spec.replace("max_iter = 40", 'max_iter = "40"\nlearning_rate = 1', 1)
+    spec = spec.replace('name = "season"', 'name = "age"', 1)
+    (tmp_path / "bad.toml").write_text(spec, encoding="utf-8")
+    result = cli("train", "--spec", "bad.toml", "--data", "rookies.csv", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [
+        "error: bad.toml: 5 problems:",
+        "  mlp.max_iter: Input should be a valid integer (got '40')",
+        "  mlp.learning_rate: unknown key (not part of a task spec; check the spelling)",
+        "  features.points: min 60.0 is greater than max 0.0",
+        "  features.ft_rate.type: Input should be 'float', 'int', 'bool' or 'category' "
+        "(got 'real')",
+        "  features.7.name: 'age' is already the name of features.5",
+    ]
+    assert not (tmp_path / "models").exists()
+
+
+def test_a_real_looking_file_trains_unchanged_and_its_flaws_are_reported(
+    tmp_path: Path, sports: tuple[Path, Path]
+) -> None:
+    spec_path, csv_path = sports
+    result = cli(
+        "train", "--spec", spec_path.name, "--data", csv_path.name, "--quiet", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    summary = result.stdout.split("training summary", 1)[1]
+    assert "rookies: data quality: 6 warnings (240 rows; details in the model card)" in summary
+    for finding in [
+        "warning: 6 duplicate rows (2.5%)",
+        "warning: 8 rows have the same features as a row with another label",
+        "warning: constant columns (one value in every row, so no information): season",
+        'every value is a whole number (a count? declare type = "int"): height_cm',
+        "like a fraction: requests must use the same scale (0.45, not 45): ft_rate",
+        "like a percentage: requests must use the same scale (45, not 0.45): three_point",
+    ]:
+        assert finding in summary
+    task_dir = tmp_path / "models" / "rookies"
+    manifest = Manifest.load(task_dir / read_pointer(task_dir))
+    assert manifest.target == "target_5yrs"  # matched `TARGET_5Yrs` without an alias
+    aliases = {f.name: f.aliases for f in manifest.features}
+    assert aliases["fg3pa"] == ["FG3PA"]  # the service would read it as fg3_pa: recorded
+    assert aliases["age"] == ["年龄"] and aliases["ft_rate"] == []  # already matched: unchanged
+    report = task_dir / manifest.version / "report"
+    document = json.loads((report / "metrics.json").read_text(encoding="utf-8"))
+    assert document["data_quality"]["duplicate_rows"] == 6
+    assert "## Data quality" in (report / "model_card.md").read_text(encoding="utf-8")
+
+
+def test_a_clean_run_says_it_has_no_warnings(tmp_path: Path) -> None:
+    result = cli("train", "draft_pick", "--rows", "400", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "draft_pick: data quality: no warnings (400 rows)" in result.stdout

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from service.manifest import normalize_header
-from training.data import DataError, from_frame, read_csv, split
+from training.data import DataError, from_frame, header_keys, read_csv, served_aliases, split
 from training.generators import generate
-from training.spec import load_task
+from training.spec import TaskSpec, load_spec, load_task
 
 BANK_HEADER = (
     "RowNumber,CustomerId,Surname,CreditScore,Geography,Gender,Age,Tenure,Balance,"
@@ -147,3 +150,133 @@ def test_fixed_test_rows_follow_the_story() -> None:
     parts = split(data, spec.split, 0)
     assert len(parts.test) == 100
     assert len(parts.train) + len(parts.validation) == 1000
+
+
+# Headers a real file may have; each is matched through an alias naming it as it is written.
+ODD_HEADERS = ["score [usd]", "Größe (cm)", "年龄", "%", "  Ärger Wert ", "[/x]", "a:smile:b"]
+
+
+def _tiny_spec(tmp_path: Path, target: str, aliases: list[str]) -> TaskSpec:
+    features = "".join(
+        f'[[features]]\nname = "f{i}"\ntype = "float"\nmin = 0\nmax = 9\n'
+        f"aliases = {json.dumps([alias])}\n"
+        for i, alias in enumerate(aliases)
+    )
+    text = (
+        f'name = "tiny"\n[target]\nname = "{target}"\nlabels = ["no", "yes"]\nvalues = [0, 1]\n'
+        f'positive = "yes"\n{features}'
+    )
+    path = tmp_path / "tiny.toml"
+    path.write_text(text, encoding="utf-8")
+    return load_spec(path)
+
+
+def _csv(tmp_path: Path, header: list[str], rows: list[list[str]]) -> Path:
+    path = tmp_path / "data.csv"
+    lines = [",".join(f'"{h}"' for h in header), *(",".join(r) for r in rows)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_any_header_is_accepted_through_an_alias(tmp_path: Path) -> None:
+    spec = _tiny_spec(tmp_path, "label", ODD_HEADERS)
+    header = ["id", *ODD_HEADERS, "label"]
+    cells = [[str((r + i) % 9) for i in range(len(ODD_HEADERS))] for r in range(6)]
+    rows = [[str(r), *row, str(r % 2)] for r, row in enumerate(cells)]
+    data = read_csv(spec, _csv(tmp_path, header, rows))
+    assert dict(data.headers) == {
+        **{f"f{i}": header for i, header in enumerate(ODD_HEADERS)},
+        "label": "label",
+    }
+    # Each feature took its own column (the two non-ASCII-only headers are not confused).
+    for i in range(len(ODD_HEADERS)):
+        assert data.X[f"f{i}"].tolist() == [float((r + i) % 9) for r in range(6)]
+    assert data.y.tolist() == [0, 1, 0, 1, 0, 1]
+
+
+def test_target_matches_like_a_feature_without_an_alias(tmp_path: Path) -> None:
+    spec = _tiny_spec(tmp_path, "target_5yrs", ["GP"])
+    data = read_csv(spec, _csv(tmp_path, ["GP", "TARGET_5Yrs"], [["1", "0"], ["2", "1"]]))
+    assert data.headers["target_5yrs"] == "TARGET_5Yrs" and data.y.tolist() == [0, 1]
+
+
+@pytest.mark.parametrize(
+    ("header", "name"),
+    [
+        ("TARGET_5Yrs", "target_5yrs"),
+        ("NumOfProducts", "num_of_products"),
+        ("num of products", "num_of_products"),
+        (" Height (cm) ", "height_cm"),
+        ("GOOD-PICK", "good_pick"),
+        ("Größe", "größe"),
+    ],
+)
+def test_header_forms_ignore_case_punctuation_and_camel_case(header: str, name: str) -> None:
+    assert set(header_keys(header)) & set(header_keys(name))
+
+
+@pytest.mark.parametrize(
+    ("header", "other"), [("pixel_1_0", "pixel10"), ("年龄", "收入"), ("%", "#")]
+)
+def test_word_breaks_and_scripts_still_tell_headers_apart(header: str, other: str) -> None:
+    assert not set(header_keys(header)) & set(header_keys(other))
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=127), max_size=30))
+def test_for_ascii_the_first_form_is_the_services(header: str) -> None:
+    if normalize_header(header):
+        assert header_keys(header)[0] == normalize_header(header)
+
+
+def test_two_columns_meaning_the_target_is_a_clear_error(tmp_path: Path) -> None:
+    spec = _tiny_spec(tmp_path, "target_5yrs", ["GP"])
+    path = _csv(tmp_path, ["GP", "TARGET_5Yrs", "target 5yrs"], [["1", "0", "0"], ["2", "1", "1"]])
+    with pytest.raises(
+        DataError, match=r"columns 'TARGET_5Yrs', 'target 5yrs' all mean 'target_5yrs'"
+    ):
+        read_csv(spec, path)
+
+
+def test_one_column_for_two_names_is_a_clear_error(tmp_path: Path) -> None:
+    spec = _tiny_spec(tmp_path, "label", ["score", "Score"])
+    path = _csv(tmp_path, ["Score", "label"], [["1", "0"], ["2", "1"]])
+    with pytest.raises(DataError, match=r"column 'Score' matches both 'f0' and 'f1'"):
+        read_csv(spec, path)
+
+
+def test_every_header_problem_is_reported_at_once(tmp_path: Path) -> None:
+    spec = _tiny_spec(tmp_path, "label", ["a", "b", "c"])
+    path = _csv(tmp_path, ["a", "A", "label"], [["1", "1", "0"], ["2", "2", "1"]])
+    with pytest.raises(DataError) as caught:
+        read_csv(spec, path)
+    message = str(caught.value)
+    assert "3 problems with the header" in message
+    assert "columns 'a', 'A' all mean 'f0'" in message
+    assert (
+        "missing column 'f1' (also accepted: b); add its header to features.f1.aliases" in message
+    )
+    assert "missing column 'f2'" in message
+
+
+def test_the_service_gets_the_headers_it_would_not_match(tmp_path: Path) -> None:
+    spec = _tiny_spec(tmp_path, "label", ["GP", "年龄"])
+    data = read_csv(
+        spec, _csv(tmp_path, ["gp", "年龄", "label"], [["1", "2", "0"], ["2", "3", "1"]])
+    )
+    feature = spec.features[0].model_copy(update={"name": "fg3pa", "aliases": ()})
+    assert served_aliases(feature, "FG3PA") == ("FG3PA",)  # the service splits it as fg3_pa
+    assert served_aliases(spec.features[0], data.headers["f0"]) == ()
+    assert served_aliases(spec.features[1], data.headers["f1"]) == ()
+
+
+def test_a_header_written_twice_is_refused_not_half_read(tmp_path: Path) -> None:
+    header = BANK_HEADER + ",Age"
+    rows = [r + ",40" for r in GOOD_ROWS]
+    with pytest.raises(DataError, match=r"columns 'Age', 'Age' all mean 'age'"):
+        read_csv(load_task("churn"), bank_csv(tmp_path, rows, header))
+
+
+def test_a_repeated_header_the_spec_does_not_use_is_dropped(tmp_path: Path) -> None:
+    header = BANK_HEADER + ",Notes,Notes"
+    data = read_csv(load_task("churn"), bank_csv(tmp_path, [r + ",a,b" for r in GOOD_ROWS], header))
+    assert data.y.tolist() == [1, 0, 1, 0] and data.headers["age"] == "Age"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from training.spec import TASKS_DIR, SpecError, builtin_tasks, load_spec, load_task
+from training.spec import NAME_RULE, TASKS_DIR, SpecError, builtin_tasks, load_spec, load_task
 
 MINIMAL = """
 name = "tiny"
@@ -72,14 +72,14 @@ def test_minimal_spec_gets_defaults(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "key", "rule"),
     [
-        (("max = 1", "max = -1"), "features.0", "greater than max"),
-        (('type = "float"', 'type = "complex"'), "features.0.type", "Input should be"),
-        (('type = "float"', 'type = "category"'), "features.0", "categories"),
+        (("max = 1", "max = -1"), "features.x", "greater than max"),
+        (('type = "float"', 'type = "complex"'), "features.x.type", "Input should be"),
+        (('type = "float"', 'type = "category"'), "features.x", "categories"),
         (('positive = "yes"', 'positive = "no"'), "target", "second label"),
-        (('name = "x"', 'name = "X Bad"'), "features.0.name", "pattern"),
-        (("min = 0", 'min = "zero"'), "features.0.min", "number"),
-        (("[target]", 'colour = "red"\n[target]'), "colour", "Extra inputs"),
-        (('name = "y"', 'name = "x"'), "(top level)", "also a feature"),
+        (('name = "x"', 'name = "X Bad"'), "features.0.name", "not a valid name"),
+        (("min = 0", 'min = "zero"'), "features.x.min", "number (got 'zero')"),
+        (("[target]", 'colour = "red"\n[target]'), "colour", "unknown key"),
+        (('name = "y"', 'name = "x"'), "target.name", "also the name of features.0"),
         (("max = 1", "max = 1\n[mlp]\nalpha = -1"), "mlp.alpha", "greater than or equal"),
         (
             ("max = 1", 'max = 1\n[mlp]\nactivation = "softmax"'),
@@ -103,7 +103,7 @@ def test_bad_spec_names_the_key(
 
 def test_missing_target_is_named(tmp_path: Path) -> None:
     text = MINIMAL.split("[target]")[0] + MINIMAL.split('positive = "yes"')[1]
-    with pytest.raises(SpecError, match=r"target: Field required"):
+    with pytest.raises(SpecError, match=r"target: required key is missing"):
         load_spec(write(tmp_path, text))
 
 
@@ -126,3 +126,88 @@ def test_spec_files_are_valid_toml() -> None:
     for task in builtin_tasks():
         path = TASKS_DIR / f"{task}.toml"
         assert tomllib.loads(path.read_text())["name"] == task
+
+
+MANY_PROBLEMS = """
+name = "Bad Name"
+colour = "red"
+[target]
+name = "y"
+labels = ["a", "b"]
+values = [0, 1.5]
+positive = "b"
+[mlp]
+hidden_layer_sizes = [0, -3]
+[[features]]
+name = "age"
+type = "float"
+min = 10
+max = 5
+[[features]]
+name = "height"
+type = "flaot"
+min = "x"
+[[features]]
+type = "category"
+categories = ["a", "b"]
+[[features]]
+name = "age"
+type = "int"
+"""
+
+
+def test_every_problem_of_a_spec_is_listed_with_its_key(tmp_path: Path) -> None:
+    path = write(tmp_path, MANY_PROBLEMS)
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    head, *lines = str(caught.value).splitlines()
+    assert head == f"{path}: {len(lines)} problems:"
+    keys = [line.strip().split(": ", 1)[0] for line in lines]
+    assert keys == [
+        "name",
+        "target.values.1",
+        "mlp.hidden_layer_sizes.0",
+        "mlp.hidden_layer_sizes.1",
+        "features.0",
+        "features.height.type",
+        "features.height.min",
+        "features.2.name",
+        "features.3",
+        "colour",
+        "features.3.name",
+    ]
+    text = str(caught.value)
+    assert "more)" not in text and "after validation" not in text
+    assert "target.values.1: Input should be a valid integer or a valid string (got 1.5)" in text
+    assert "features.height.type: Input should be 'float', 'int', 'bool' or 'category'" in text
+    assert "features.3: an int feature needs both min and max" in text
+    assert "features.3.name: 'age' is already the name of features.0" in text
+
+
+def test_a_bad_name_states_the_rule_and_points_to_aliases(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL.replace('name = "x"', 'name = "score [usd]"', 1))
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    assert str(caught.value) == (
+        f"{path}: features.0.name: 'score [usd]' is not a valid name: a lowercase letter, then up "
+        f"to 63 lowercase letters, digits or underscores ({NAME_RULE}); any CSV header can be "
+        "matched through `aliases`"
+    )
+
+
+@pytest.mark.parametrize("name", ["x\\n", "x" * 65, "_x", "9x", "été"])
+def test_names_outside_the_rule_are_refused(tmp_path: Path, name: str) -> None:
+    with pytest.raises(SpecError, match=r"features\.0\.name: .* is not a valid name"):
+        load_spec(write(tmp_path, MINIMAL.replace('name = "x"', f'name = "{name}"', 1)))
+
+
+def test_the_longest_name_is_accepted(tmp_path: Path) -> None:
+    name = "x" + "_" * 63
+    assert load_spec(write(tmp_path, MINIMAL.replace('name = "x"', f'name = "{name}"', 1)))
+
+
+def test_the_readme_states_the_name_rule_and_the_way_around_it() -> None:
+    readme = (TASKS_DIR.parents[1] / "README.md").read_text(encoding="utf-8")
+    rule = readme.split("**Names.**", 1)[1].split("\n\n", 1)[0]
+    assert f"`{NAME_RULE}`" in rule
+    assert "any header" in rule and "`aliases`" in rule
