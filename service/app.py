@@ -1,7 +1,9 @@
 """The FastAPI application: wiring of settings, registry, metrics, routers and error handlers.
 
 Only this module turns domain errors into HTTP: v1 gets FastAPI's `{"detail": ...}`, the Open
-Inference Protocol routes (/v2) get `{"error": "..."}`.
+Inference Protocol routes (/v2) get `{"error": "..."}` (plus `"details"`, a list, for problems
+with the inputs' tensors or values). A list cut at `validation.MAX_PROBLEMS` entries comes with
+`"not_listed"`, the number of problems left out.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from starlette.types import ASGIApp
 from service.api import admin, health, v1, v2, web
 from service.api.context import AppContext, DirectRoutes, json_response
 from service.errors import (
+    BadTensor,
     BatchTooLarge,
     BodyTimeout,
     InvalidInput,
@@ -192,14 +195,35 @@ async def _service_error(request: Request, exc: Exception) -> Response:
     if _is_v2(request):
         if isinstance(exc, InvalidInput) and not isinstance(exc, BatchTooLarge):
             status = HTTPStatus.BAD_REQUEST
-        return json_response({"error": str(exc)}, status, _headers(exc))
+        body: dict[str, Any] = {"error": str(exc)}
+        if isinstance(exc, BadTensor) and exc.problems:
+            body["details"] = [
+                {
+                    "input": _short(p.field),
+                    "element": p.index,
+                    "type": p.type,
+                    "msg": p.msg,
+                    "value": _short(p.input),
+                }
+                for p in exc.problems
+            ]
+            _count_rest(body, exc.not_listed)
+        return json_response(body, status, _headers(exc))
     if isinstance(exc, InvalidInput):
         detail = [
             {"type": p.type, "loc": list(loc), "msg": p.msg, "input": _short(p.input)}
             for p, loc in zip(exc.problems, exc.locations(), strict=True)
         ]
-        return json_response({"detail": detail}, status)
+        body = {"detail": detail}
+        _count_rest(body, exc.not_listed)
+        return json_response(body, status)
     return json_response({"detail": str(exc)}, status, _headers(exc))
+
+
+def _count_rest(body: dict[str, Any], not_listed: int) -> None:
+    """Problems past the listed ones (`validation.MAX_PROBLEMS`) are counted, only when any."""
+    if not_listed:
+        body["not_listed"] = not_listed
 
 
 def _headers(exc: ServiceError) -> dict[str, str] | None:

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
+SUMMARY_PROBLEMS = 5  # problems spelt out in a one-line message; the others are counted
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -50,16 +52,25 @@ class ModelNotReady(ServiceError):
 
 
 class InvalidInput(ServiceError):
-    """The request parsed, but some values break the model's contract (one Problem each)."""
+    """The request parsed, but some values break the model's contract (one Problem each).
+
+    `problems` are the ones listed (at most `validation.MAX_PROBLEMS` from a request);
+    `not_listed` counts the others found.
+    """
 
     status_code = HTTPStatus.UNPROCESSABLE_ENTITY
 
     def __init__(
-        self, problems: list[Problem], location: tuple[str, ...] = ("body", "records")
+        self,
+        problems: list[Problem],
+        location: tuple[str, ...] = ("body", "records"),
+        not_listed: int = 0,
     ) -> None:
-        super().__init__("; ".join(_describe(p) for p in problems[:5]))
+        texts = [_describe(p) for p in problems[:SUMMARY_PROBLEMS]]
+        super().__init__(summary(texts, len(problems) + not_listed))
         self.problems = problems
         self.location = location
+        self.not_listed = not_listed
 
     def locations(self) -> list[tuple[str | int, ...]]:
         """FastAPI-style `loc` of each problem: the location, then record index, then field."""
@@ -97,9 +108,21 @@ class BatchTooLarge(InvalidInput):
 
 
 class BadTensor(ServiceError):
-    """An Open Inference Protocol request whose tensors do not fit the model's inputs."""
+    """An Open Inference Protocol request whose tensors do not fit the model's inputs.
+
+    The message is the protocol's `error` string. Problems with the inputs' tensors and values
+    also come as `problems` (field: the input, index: the element), the first
+    `validation.MAX_PROBLEMS` of them, and `not_listed` counts the others.
+    """
 
     status_code = HTTPStatus.BAD_REQUEST
+
+    def __init__(
+        self, message: str, problems: list[Problem] | None = None, not_listed: int = 0
+    ) -> None:
+        super().__init__(message)
+        self.problems = problems or []
+        self.not_listed = not_listed
 
 
 class TooManyRows(BadTensor):
@@ -196,6 +219,13 @@ class ArtefactMismatch(ArtefactError):
 
 class SelfCheckFailed(ArtefactError):
     """The model loads but does not reproduce the probabilities recorded at export."""
+
+
+def summary(texts: list[str], total: int) -> str:
+    """The first few of `total` problems in one line (from their texts), then how many more."""
+    shown = texts[:SUMMARY_PROBLEMS]
+    more = total - len(shown)
+    return "; ".join(shown) + (f" (and {more} more)" if more > 0 else "")
 
 
 def _describe(problem: Problem) -> str:

@@ -124,7 +124,11 @@ ERROR_RESPONSES: dict[str, Any] = {
     "404": {"description": "Unknown model"},
     "413": {"description": "Body or batch over the limit"},
     "415": {"description": "Neither application/json nor text/csv"},
-    "422": {"description": "A record breaks the contract: loc = [body, records, i, field]"},
+    "422": {
+        "description": "Records break the contract: every problem of every record, by record, "
+        'in `{"detail": [{"loc": [body, records, i, field], "msg", "type", "input"}]}` (CSV: '
+        "[body, rows, i, column]); at most 100 listed, the others counted in `not_listed`"
+    },
     "503": {"description": "The model is not loaded"},
 }
 # Answers every prediction route may give besides its own: keys and the body deadline.
@@ -259,7 +263,12 @@ def _infer(path: str) -> dict[str, Any]:
                     "application/json": {"schema": {"$ref": REF.format(model="InferResponse")}}
                 },
             },
-            "400": {"description": 'Bad tensors: {"error": "..."}'},
+            "400": {
+                "description": 'Bad tensors: {"error": "..."}; problems with the inputs (unknown, '
+                "missing or malformed tensors, elements of the wrong type, values breaking a rule)"
+                ' also as `"details": [{"input", "element", "type", "msg", "value"}]`, at most '
+                "100, the others counted in `not_listed`"
+            },
             "404": {"description": "Unknown model or version"},
             "413": {"description": "Body or batch over the limit"},
             "415": {"description": "Not application/json"},

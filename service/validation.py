@@ -3,14 +3,16 @@ they give: one model input array per feature, whatever shape the request came in
 
 All numeric features are checked together as one [features, records] matrix, so a request costs
 about ten numpy operations whatever its width and length. Only when a check fails are the values
-walked again, feature by feature, to name the first offending records and the rule they break.
+walked again, feature by feature, to name every broken rule of every record (`Problems`): a value
+that cannot be read (absent, of the wrong type, not a number) is reported once and the record's
+other values are still checked.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import chain, islice
+from itertools import chain
 from operator import itemgetter
 from typing import Any
 
@@ -20,8 +22,8 @@ import numpy.typing as npt
 from service.errors import InvalidInput, Problem
 from service.manifest import Feature, Manifest
 
-MAX_PROBLEMS_PER_RULE = 5
-MAX_PROBLEMS = 50
+# Problems listed in one answer (by record, then feature); the others are only counted.
+MAX_PROBLEMS = 100
 NUMBER_TYPES: frozenset[type] = frozenset({int, float})
 BOOL_TYPES: frozenset[type] = frozenset({bool})
 STRING_TYPES: frozenset[type] = frozenset({str})
@@ -33,6 +35,7 @@ BOOL_WORDS: dict[str, float] = {
 Matrix = npt.NDArray[np.float64]
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 NO_FLAGS: list[str] = []
+Mask = npt.NDArray[np.bool_]
 
 
 @dataclass(frozen=True)
@@ -67,11 +70,50 @@ class Batch:
 
 
 class ValuesInvalid(Exception):
-    """Some values break the manifest's rules; one Problem per offending value (capped)."""
+    """Some values break the manifest's rules: the problems listed, and how many more were found."""
 
-    def __init__(self, problems: list[Problem]) -> None:
+    def __init__(self, problems: list[Problem], not_listed: int = 0) -> None:
         super().__init__(problems[0].msg if problems else "invalid values")
         self.problems = problems
+        self.not_listed = not_listed
+
+
+class Problems:
+    """Every broken rule found in a request, all counted, the first `limit` of each rule kept
+    (every one when `limit` is None).
+
+    A rule reports its records in order, so the first `limit` problems of the request, by
+    record, are among those kept: `Validator.listed` sorts and cuts them, the count stays exact.
+    """
+
+    __slots__ = ("kept", "limit", "total")
+
+    def __init__(self, limit: int | None = MAX_PROBLEMS) -> None:
+        self.limit = limit
+        self.kept: list[Problem] = []
+        self.total = 0
+
+    def __bool__(self) -> bool:
+        return self.total > 0
+
+    def add(self, problems: list[Problem], total: int | None = None) -> None:
+        """Problems of one rule in record order; `total` counts them when the list is cut."""
+        self.total += len(problems) if total is None else total
+        self.kept.extend(problems if self.limit is None else problems[: self.limit])
+
+    def at(
+        self,
+        indices: Sequence[int] | npt.NDArray[np.intp],
+        field: str,
+        msg: str,
+        kind: str,
+        values: Sequence[Any] | npt.NDArray[Any],
+    ) -> None:
+        """One rule broken by the values at these record indices (ascending)."""
+        self.total += len(indices)
+        picked = indices if self.limit is None else indices[: self.limit]
+        listed = picked.tolist() if isinstance(picked, np.ndarray) else picked
+        self.kept.extend(Problem(i, field, msg, kind, values[i]) for i in listed)
 
 
 class Validator:
@@ -114,20 +156,30 @@ class Validator:
         """
         return self._quick.batch(rows)
 
-    def json_types(self, columns: Mapping[str, Sequence[Any]]) -> list[Problem]:
+    def json_types(self, columns: Mapping[str, Sequence[Any]], found: Problems) -> dict[str, Mask]:
         """Types as JSON gives them: numbers (float, int), true/false (bool), strings (category).
 
-        One set of types per group of features (not per feature) keeps wide records cheap.
+        Each value of the wrong type is reported to `found`; `ABSENT` (a field the record lacks,
+        reported already) is not. Returns, per feature with any, the mask of values that are
+        not to be checked again. One set of types per group of features (not per feature)
+        keeps wide records cheap.
         """
-        problems: list[Problem] = []
+        unread: dict[str, Mask] = {}
         for allowed, group in self.type_groups:
             if set(map(type, chain.from_iterable(columns[f.name] for f in group))) <= allowed:
                 continue
             for feature in group:
                 values = columns[feature.name]
-                bad = _first(i for i, v in enumerate(values) if type(v) not in allowed)
-                problems.extend(wrong_type(feature, i, values[i]) for i in bad)
-        return problems
+                if set(map(type, values)) <= allowed:
+                    continue
+                mask = np.fromiter(
+                    (type(v) not in allowed for v in values), dtype=np.bool_, count=len(values)
+                )
+                bad = [i for i in np.flatnonzero(mask).tolist() if values[i] is not ABSENT]
+                picked = bad if found.limit is None else bad[: found.limit]
+                found.add([wrong_type(feature, i, values[i]) for i in picked], len(bad))
+                unread[feature.name] = mask
+        return unread
 
     def assemble(
         self,
@@ -137,24 +189,33 @@ class Validator:
         raw: Mapping[str, Sequence[Any]],
         *,
         known_categories: bool = False,
+        found: Problems | None = None,
+        unread: Mapping[str, Mask] | None = None,
+        limit: int | None = MAX_PROBLEMS,
     ) -> Batch:
         """Check a [numeric features, records] matrix and the category columns; build the inputs.
 
         `raw` holds the values as the caller sent them, quoted back in error messages.
         `known_categories`: the category columns were built from the allowed values themselves
         (`service.codecs.csv_blocks` reads them as indices), so checking them again is skipped.
+        `found`: problems the caller met reading the values; each value it could not read is
+        NaN in `numbers` (None in a category column) and True in its feature's `unread` mask,
+        so it is reported once. On any problem ValuesInvalid lists them all, by record, up to
+        `limit` (None: no limit; when `found` is given, its own), and counts the rest.
         """
-        problems = [
-            p
-            for f in ([] if known_categories else self.categorical)
-            for p in self._category_problems(f, categories[f.name])
-        ]
         with np.errstate(over="ignore"):  # overflow becomes inf, which the checks then reject
             as_float32 = numbers.astype(np.float32)
-        if self.numeric:
-            problems.extend(self._number_problems(numbers, as_float32, raw))
-        if problems:
-            raise ValuesInvalid(self.ordered(problems))
+        if found or not self._valid(numbers, as_float32, categories, known_categories):
+            found = Problems(limit) if found is None else found
+            for feature in [] if known_categories else self.categorical:
+                self.category_problems(feature, categories[feature.name], found)
+            if self.numeric:
+                bad = self._broken(numbers, as_float32)
+                for j in np.flatnonzero(bad.any(axis=1)).tolist():
+                    feature = self.numeric[j]
+                    skipped = None if unread is None else unread.get(feature.name)
+                    number_problems(feature, numbers[j], raw[feature.name], found, skipped)
+            raise ValuesInvalid(*self.listed(found))
         # Iterating a [m, n, 1] array yields contiguous [n, 1] views: no copy per feature.
         inputs: dict[str, npt.NDArray[Any]] = dict(
             zip(self._numeric_names, as_float32[:, :, np.newaxis], strict=True)
@@ -168,37 +229,71 @@ class Validator:
                 flags[self._numeric_names[j]] = outside[j]
         return Batch(size, inputs, flags)
 
-    def ordered(self, problems: list[Problem]) -> list[Problem]:
-        """By record, then by feature order, capped: the first problems are the useful ones."""
-        problems.sort(key=lambda p: (p.index or 0, self._order.get(p.field or "", 0)))
-        return problems[:MAX_PROBLEMS]
+    def listed(self, found: Problems) -> tuple[list[Problem], int]:
+        """The problems by record, then in feature order (the first `found.limit`), and how many
+        more there are. Problems that name no record (a whole input of a tensor request) come
+        first, in the order they were found."""
+        problems = sorted(found.kept, key=self._position)
+        if found.limit is not None:
+            problems = problems[: found.limit]
+        return problems, found.total - len(problems)
 
-    def _category_problems(
-        self, feature: Feature, values: Sequence[str] | npt.NDArray[np.object_]
-    ) -> list[Problem]:
-        allowed = self._categories[feature.name]
-        unknown = set(values) - allowed
-        if not unknown:
-            return []
-        bad = _first(i for i, v in enumerate(values) if v in unknown)
-        msg = f"Input should be {_choices(feature.categories or [])}"
-        return [Problem(i, feature.name, msg, "enum", values[i]) for i in bad]
+    def _position(self, problem: Problem) -> tuple[int, int]:
+        if problem.index is None:
+            return -1, 0
+        if problem.field is None:  # the record itself (not an object)
+            return problem.index, -1
+        return problem.index, self._order.get(problem.field, self.width)  # unknown fields last
 
-    def _number_problems(
-        self, numbers: Matrix, as_float32: npt.NDArray[np.float32], raw: Mapping[str, Sequence[Any]]
-    ) -> list[Problem]:
+    def check(
+        self,
+        feature: Feature,
+        values: Matrix | Sequence[str | None],
+        raw: Sequence[Any],
+        found: Problems,
+        unread: Mask | None = None,
+    ) -> None:
+        """Report every broken rule of one feature's values (unread ones skipped, see
+        `assemble`): for a tensor request whose inputs cannot make one batch."""
+        if feature.type == "category":
+            self.category_problems(feature, values, found)
+        else:
+            number_problems(feature, np.asarray(values, dtype=np.float64), raw, found, unread)
+
+    def category_problems(
+        self,
+        feature: Feature,
+        values: Sequence[str | None] | npt.NDArray[np.object_] | Matrix,
+        found: Problems,
+    ) -> None:
+        """Values that are not one of the feature's categories; None (unread) is skipped."""
+        unknown = set(values) - self._categories[feature.name]
+        unknown.discard(None)
+        if unknown:
+            msg = f"Input should be {_choices(feature.categories or [])}"
+            bad = [i for i, v in enumerate(values) if v in unknown]
+            found.at(bad, feature.name, msg, "enum", values)
+
+    def _valid(
+        self,
+        numbers: Matrix,
+        as_float32: npt.NDArray[np.float32],
+        categories: Mapping[str, Sequence[str] | npt.NDArray[np.object_]],
+        known_categories: bool,
+    ) -> bool:
+        for feature in [] if known_categories else self.categorical:
+            if set(categories[feature.name]) - self._categories[feature.name]:
+                return False
+        return not (self.numeric and self._broken(numbers, as_float32).any())
+
+    def _broken(self, numbers: Matrix, as_float32: npt.NDArray[np.float32]) -> Mask:
+        """Values that break a numeric rule, [numeric features, records]."""
         # NaN fails both comparisons, so the range rule rejects it along with out-of-domain values;
         # the float32 rule catches infinities (and overflow) where a bound is open.
-        bad = ~((numbers >= self._low) & (numbers <= self._high)) | ~np.isfinite(as_float32)
+        bad: Mask = ~((numbers >= self._low) & (numbers <= self._high)) | ~np.isfinite(as_float32)
         if self._integral is not None:
             bad |= self._integral & (numbers != np.trunc(numbers))
-        if not bad.any():
-            return []
-        return [
-            problem
-            for j in np.flatnonzero(bad.any(axis=1)).tolist()
-            for problem in number_problems(self.numeric[j], numbers[j], raw[self.numeric[j].name])
-        ]
+        return bad
 
 
 class _QuickRules:
@@ -257,13 +352,24 @@ class _QuickRules:
         return flags
 
 
-def number_problems(feature: Feature, values: Matrix, raw: Sequence[Any]) -> list[Problem]:
-    """Name each broken rule of one numeric feature, with its first offending records."""
+def number_problems(
+    feature: Feature,
+    values: Matrix,
+    raw: Sequence[Any],
+    found: Problems,
+    unread: Mask | None = None,
+) -> None:
+    """Report each broken rule of one numeric feature, with every offending record; values
+    marked `unread` (NaN, reported when they were read) are skipped."""
     finite = np.isfinite(values)
+    infinite = ~finite
+    if unread is not None:
+        finite &= ~unread
+        infinite &= ~unread
     with np.errstate(over="ignore"):
         fits = np.isfinite(values.astype(np.float32))
-    rules: list[tuple[npt.NDArray[np.bool_], str, str]] = [
-        (~finite, "Input should be a finite number", "finite_number"),
+    rules: list[tuple[Mask, str, str]] = [
+        (infinite, "Input should be a finite number", "finite_number"),
         (
             finite & ~fits,
             "Input should fit a 32-bit float",
@@ -283,11 +389,9 @@ def number_problems(feature: Feature, values: Matrix, raw: Sequence[Any]) -> lis
     if feature.max is not None:
         msg = f"Input should be less than or equal to {_number(feature.max)}"
         rules.append((finite & (values > feature.max), msg, "less_than_equal"))
-    return [
-        Problem(i, feature.name, msg, kind, raw[i])
-        for mask, msg, kind in rules
-        for i in np.flatnonzero(mask)[:MAX_PROBLEMS_PER_RULE].tolist()
-    ]
+    for mask, msg, kind in rules:
+        if mask.any():
+            found.at(np.flatnonzero(mask), feature.name, msg, kind, raw)
 
 
 def wrong_type(feature: Feature, index: int, value: object) -> Problem:
@@ -313,10 +417,6 @@ def _bound(values: list[float | None], missing: float) -> Matrix:
     return np.array([missing if v is None else v for v in values], dtype=np.float64).reshape(-1, 1)
 
 
-def _first(indices: Iterator[int]) -> list[int]:
-    return list(islice(indices, MAX_PROBLEMS_PER_RULE))
-
-
 def _json_kind(value: object) -> str:
     kinds: dict[type, str] = {
         bool: "a boolean",
@@ -340,26 +440,59 @@ def _choices(options: Sequence[str]) -> str:
     return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
 
 
-def batch_from_records(validator: Validator, records: list[Any]) -> Batch:
+class _Absent:
+    """The value of a field a record lacks (reported as missing, so not checked again)."""
+
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+
+ABSENT: Any = _Absent()
+NOT_OBJECT = "Input should be an object of feature values"
+
+
+def batch_from_records(
+    validator: Validator, records: list[Any], limit: int | None = MAX_PROBLEMS
+) -> Batch:
     """JSON records (objects keyed by feature name) checked against the rules: every wrong
-    shape, key, type and value is named by record and field."""
-    if set(map(type, records)) != {dict}:
-        raise InvalidInput(_not_objects(records))
-    columns = _columns([f.name for f in validator.features], records)
-    problems = validator.json_types(columns)
-    if problems:
-        raise InvalidInput(validator.ordered(problems))
-    numbers = np.array([columns[f.name] for f in validator.numeric], dtype=np.float64)
+    shape, key, type and value of every record is named by record and field (the first
+    `limit`, by record; the others are counted)."""
+    names = [f.name for f in validator.features]
+    columns = _columns(names, records) if set(map(type, records)) == {dict} else None
+    found = Problems(limit)
+    if columns is None:  # some records are not objects, or lack fields, or have others
+        columns = _loose_columns(names, records, found)
+    unread = validator.json_types(columns, found)
+    if found:  # what could not be read is NaN (None for a category), and not checked again
+        numbers = np.array(
+            [_readable(columns[f.name], unread.get(f.name), np.nan) for f in validator.numeric],
+            dtype=np.float64,
+        )
+        categories = {
+            f.name: _readable(columns[f.name], unread.get(f.name), None)
+            for f in validator.categorical
+        }
+    else:
+        numbers = np.array([columns[f.name] for f in validator.numeric], dtype=np.float64)
+        categories = {f.name: columns[f.name] for f in validator.categorical}
     numbers = numbers.reshape(len(validator.numeric), len(records))  # [0, n] when no numbers
-    categories = {f.name: columns[f.name] for f in validator.categorical}
     try:
-        return validator.assemble(len(records), numbers, categories, columns)
+        return validator.assemble(
+            len(records),
+            numbers,
+            categories,
+            columns,
+            found=found,
+            unread=unread,
+            limit=limit,
+        )
     except ValuesInvalid as exc:
-        raise InvalidInput(exc.problems) from exc
+        raise InvalidInput(exc.problems, not_listed=exc.not_listed) from exc
 
 
-def _columns(names: list[str], records: list[dict[str, Any]]) -> dict[str, Sequence[Any]]:
-    """Each feature's values; exact key sets follow from the total key count plus no KeyError.
+def _columns(names: list[str], records: list[dict[str, Any]]) -> dict[str, Sequence[Any]] | None:
+    """Each feature's values; None unless every record has exactly these keys (which follows
+    from the total key count plus no KeyError).
 
     Values are fetched a record at a time (one itemgetter call each, cache friendly) and then
     transposed by zip, which measured 4x faster than one pass over the records per feature.
@@ -369,34 +502,51 @@ def _columns(names: list[str], records: list[dict[str, Any]]) -> dict[str, Seque
         try:
             rows = list(map(getter, records))
         except KeyError:
-            pass
-        else:
-            if len(names) == 1:
-                return {names[0]: rows}
-            return dict(zip(names, zip(*rows, strict=True), strict=True))
-    raise InvalidInput(_key_problems(names, records))
+            return None
+        if len(names) == 1:
+            return {names[0]: rows}
+        return dict(zip(names, zip(*rows, strict=True), strict=True))
+    return None
 
 
-def _key_problems(names: list[str], records: list[dict[str, Any]]) -> list[Problem]:
+def _loose_columns(
+    names: list[str], records: list[Any], found: Problems
+) -> dict[str, Sequence[Any]]:
+    """Each feature's values, ABSENT where a record lacks the field or is not an object; each
+    such record, missing field and unknown key is reported to `found`."""
     expected = set(names)
-    problems: list[Problem] = []
+    rows: list[tuple[Any, ...]] = []
+    kept: list[Problem] = []
+    total = 0
+    nothing = (ABSENT,) * len(names)
     for index, record in enumerate(records):
-        problems.extend(
-            Problem(index, name, "Field required", "missing")
-            for name in names
-            if name not in record
-        )
-        problems.extend(
-            Problem(index, key, "Extra inputs are not permitted", "extra_forbidden", record[key])
-            for key in record
-            if key not in expected
-        )
-        if len(problems) >= MAX_PROBLEMS:
-            break
-    return problems[:MAX_PROBLEMS]
+        if type(record) is not dict:
+            rows.append(nothing)
+            problems = [Problem(index, None, NOT_OBJECT, "dict_type", record)]
+        else:
+            row = tuple(record.get(name, ABSENT) for name in names)
+            rows.append(row)
+            if len(record) == len(names) and ABSENT not in row:
+                continue
+            problems = [
+                Problem(index, name, "Field required", "missing")
+                for name, value in zip(names, row, strict=True)
+                if value is ABSENT
+            ]
+            problems.extend(
+                Problem(index, key, "Extra inputs are not permitted", "extra_forbidden", value)
+                for key, value in record.items()
+                if key not in expected
+            )
+        total += len(problems)
+        if found.limit is None or len(kept) < found.limit:
+            kept.extend(problems)
+    found.add(kept, total)
+    return {name: [row[j] for row in rows] for j, name in enumerate(names)}
 
 
-def _not_objects(records: list[Any]) -> list[Problem]:
-    bad = [i for i, record in enumerate(records) if type(record) is not dict][:MAX_PROBLEMS]
-    msg = "Input should be an object of feature values"
-    return [Problem(i, None, msg, "dict_type", records[i]) for i in bad]
+def _readable(values: Sequence[Any], unread: Mask | None, instead: Any) -> Sequence[Any]:
+    """The values, with `instead` where they could not be read."""
+    if unread is None:
+        return values
+    return [instead if skip else value for value, skip in zip(values, unread.tolist(), strict=True)]

@@ -46,12 +46,13 @@ from service.manifest import (
     task_dirs,
 )
 from service.model import LoadedModel, keep_freed_memory, load_model
+from service.validation import MAX_PROBLEMS
 
 if TYPE_CHECKING:  # imported when a Parquet file is scored: pyarrow.parquet costs start-up
     from service.batch.parquet import Arrow, ArrowScorer
 
 EXIT_OK, EXIT_ROW_ERRORS, EXIT_BAD_INPUT = 0, 1, 2
-MAX_STDERR_ERRORS = 50
+MAX_STDERR_ERRORS = MAX_PROBLEMS  # as the API lists: the first 100, then a count
 ERRORS_HEADER = ["line", "row", "column", "value", "error"]
 CSV, PARQUET = "csv", "parquet"
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -166,7 +167,7 @@ def score_file(folder: Path, args: argparse.Namespace) -> Summary:
                         summary.bad_rows += len({e.row for e in errors})
                         progress.update(size_read)
                         if errors and args.strict:
-                            report.add(errors[:1], args.input)
+                            report.add(_first_row(errors), args.input)
                             summary.stopped = True
                             output.discard()
                             return summary
@@ -259,12 +260,17 @@ def _parquet_rows(
             summary.bad_rows += len({e.row for e in errors})
             progress.update(result.rows)
             if errors and args.strict:
-                report.add(errors[:1], args.input)
+                report.add(_first_row(errors), args.input)
                 summary.stopped = True
                 return summary
             report.add(errors, args.input)
             writer.write_batch(result.output)
     return summary
+
+
+def _first_row(errors: list[RowError]) -> list[RowError]:
+    """Every error of the first bad row (what --strict reports before it stops)."""
+    return [e for e in errors if e.row == errors[0].row]
 
 
 def _changed(path: Path, before: os.stat_result) -> bool:
@@ -458,7 +464,8 @@ class _Output:
 
 
 class _ErrorReport:
-    """Row errors as CSV in `--errors FILE`, else on stderr (the first few, then a count)."""
+    """Row errors as CSV in `--errors FILE` (every one), else on stderr (the first
+    MAX_STDERR_ERRORS, then a count); a row breaking several rules has an error for each."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path

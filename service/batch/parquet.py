@@ -35,14 +35,15 @@ from service.codecs.csv import (
     ROW_LOCATION,
     Layout,
     layout,
-    parse_numbers,
+    parse_cells,
     prediction_header,
+    unreadable,
 )
 from service.codecs.probabilities import FLAG_SEPARATOR, rounded
 from service.errors import InvalidInput, Problem
 from service.manifest import Feature, Manifest
 from service.model import LoadedModel
-from service.validation import MAX_PROBLEMS_PER_RULE, Batch, ValuesInvalid
+from service.validation import Batch, Mask, Problems, ValuesInvalid
 
 BATCH_ROWS = 65_536  # rows per record batch read: about a CSV block's worth of churn rows
 Arrow = Any  # a pyarrow array, batch, schema or file (pyarrow ships no type hints)
@@ -136,8 +137,6 @@ class ArrowScorer:
             f.name: (pa.array(f.categories, pa.string()), np.asarray(f.categories, dtype=object))
             for f in validator.categorical
         }
-        # A null is reported with the words and rule CSV gives an empty cell.
-        self._empty = {f.name: _empty_cell(f) for f in validator.numeric}
 
     def score(self, batch: Arrow) -> ArrowResult:
         """Check and predict every row of `batch`; bad rows are reported, not written."""
@@ -179,16 +178,25 @@ class ArrowScorer:
 
     def _check(self, columns: dict[str, _Column], size: int, indices: list[int] | None) -> Batch:
         """Check rows `indices` (None: all) as `codecs.csv.batch_from_columns` checks text cells:
-        unreadable numbers first, then the Validator's rules; problems name the caller's column."""
+        unreadable numbers (a null among them, quoted as an empty cell) are reported and every
+        other value is checked by the Validator's rules; every problem is listed (none for all
+        rows, see `checked_parts`), each naming the caller's column."""
         validator = self.model.validator
         count = size if indices is None else len(indices)
-        problems: list[Problem] = []
+        limit = 0 if indices is None else None  # all rows: only whether they are clean matters
+        found: Problems | None = None
+        unread: dict[str, Mask] = {}
         numbers: list[npt.NDArray[np.float64]] = []
         for feature in validator.numeric:
-            try:
-                numbers.append(self._numbers(feature, columns[feature.name], indices))
-            except ValuesInvalid as exc:
-                problems.extend(exc.problems)
+            column = columns[feature.name]
+            values, bad = self._numbers(feature, column, indices)
+            if bad is not None:
+                found = Problems(limit) if found is None else found
+                msg, kind = unreadable(feature)
+                quoted = [""] * count if column.texts is None else _picked(column.texts, indices)
+                found.at(np.flatnonzero(bad), feature.name, msg, kind, quoted)
+                unread[feature.name] = bad
+            numbers.append(values)
         categories = {
             f.name: _picked(columns[f.name].known, indices)
             if columns[f.name].known is not None
@@ -197,28 +205,35 @@ class ArrowScorer:
         }
         known = all(columns[f.name].known is not None for f in validator.categorical)
         raw = {f.name: _picked(columns[f.name].raw, indices) for f in validator.numeric}
+        matrix = np.vstack(numbers) if numbers else np.empty((0, count))
         try:
-            if problems:
-                raise ValuesInvalid(validator.ordered(problems))
-            matrix = np.vstack(numbers) if numbers else np.empty((0, count))
-            return validator.assemble(count, matrix, categories, raw, known_categories=known)
+            return validator.assemble(
+                count,
+                matrix,
+                categories,
+                raw,
+                known_categories=known,
+                found=found,
+                unread=unread,
+                limit=limit,
+            )
         except ValuesInvalid as exc:
-            raise InvalidInput([self._named(p) for p in exc.problems], ROW_LOCATION) from exc
+            problems = [self._named(p) for p in exc.problems]
+            raise InvalidInput(problems, ROW_LOCATION, exc.not_listed) from exc
 
     def _numbers(
         self, feature: Feature, column: _Column, indices: list[int] | None
-    ) -> npt.NDArray[np.float64]:
+    ) -> tuple[npt.NDArray[np.float64], Mask | None]:
+        """The values (NaN where unreadable or null) and the mask of those, if any."""
         if column.texts is not None:
-            return parse_numbers(feature, _picked(column.texts, indices))
+            return parse_cells(feature, _picked(column.texts, indices))
         assert column.numbers is not None
-        if column.nulls is not None:
-            nulls = _picked(column.nulls, indices)
-            if nulls.any():
-                msg, kind = self._empty[feature.name]
-                bad = np.flatnonzero(nulls)[:MAX_PROBLEMS_PER_RULE].tolist()
-                raise ValuesInvalid([Problem(i, feature.name, msg, kind, "") for i in bad])
         values: npt.NDArray[np.float64] = _picked(column.numbers, indices)
-        return values
+        if column.nulls is not None:
+            nulls: Mask = _picked(column.nulls, indices)
+            if nulls.any():
+                return values, nulls
+        return values, None
 
     def _named(self, problem: Problem) -> Problem:
         """The problem with the caller's column name for the feature's (as `codecs.csv` does)."""
@@ -278,15 +293,6 @@ def _flags(parts: list[Batch]) -> Arrow:
             cells[offset + row] = FLAG_SEPARATOR.join(names)
         offset += part.size
     return pc.fill_null(pa.array(cells, pa.string()), "")
-
-
-def _empty_cell(feature: Feature) -> tuple[str, str]:
-    """The message and rule the CSV path gives an empty cell of this feature."""
-    try:
-        parse_numbers(feature, [""])
-    except ValuesInvalid as exc:
-        return exc.problems[0].msg, exc.problems[0].type
-    raise AssertionError(f"an empty cell parses for feature {feature.name!r}")
 
 
 def _value_type(kind: Arrow) -> Arrow:

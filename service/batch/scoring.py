@@ -134,8 +134,9 @@ class BlockScorer:
         validator, table = self.model.validator, self.table
 
         def check(indices: list[int] | None) -> Batch:
-            chunk = rows if indices is None else [rows[i] for i in indices]
-            return batch_from_rows(validator, table, chunk, 0)
+            if indices is None:  # only whether the block is clean matters: no problem listed
+                return batch_from_rows(validator, table, rows, 0, limit=0)
+            return batch_from_rows(validator, table, [rows[i] for i in indices], 0, limit=None)
 
         return checked_parts(len(rows), check)
 
@@ -178,9 +179,10 @@ def checked_parts(
 ) -> tuple[list[tuple[list[int], Batch]], list[Problem]]:
     """The rows in one check when they are clean; else group by group, dropping bad rows.
 
-    `check(indices)` checks those rows (None: all `size` of them) and raises InvalidInput with
-    problems indexed within what it was given. Returns the checked parts, in row order, and the
-    problems indexed by row; used for CSV blocks and Arrow batches alike.
+    `check(indices)` checks those rows and raises InvalidInput with every problem of every bad
+    row (no limit), indexed within what it was given; `check(None)` checks all `size` rows and
+    need list no problem (it only tells whether they are clean). Returns the checked parts, in
+    row order, and the problems indexed by row; used for CSV blocks and Arrow batches alike.
     """
     if not size:
         return [], []

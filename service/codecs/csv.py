@@ -25,7 +25,15 @@ from service.codecs.probabilities import FLAG_SEPARATOR, probability_text, round
 from service.errors import InvalidInput, MalformedBody, Problem
 from service.manifest import Feature, Manifest, normalize_header
 from service.model import LoadedModel, Prediction
-from service.validation import BOOL_WORDS, MAX_PROBLEMS_PER_RULE, Batch, Validator, ValuesInvalid
+from service.validation import (
+    BOOL_WORDS,
+    MAX_PROBLEMS,
+    Batch,
+    Mask,
+    Problems,
+    Validator,
+    ValuesInvalid,
+)
 
 
 def prediction_header(model: LoadedModel, taken: set[str]) -> list[str]:
@@ -169,64 +177,96 @@ def check_widths(chunk: list[list[str]], width: int, offset: int) -> None:
 
 
 def batch_from_rows(
-    validator: Validator, table: Layout, chunk: list[list[str]], offset: int
+    validator: Validator,
+    table: Layout,
+    chunk: list[list[str]],
+    offset: int,
+    limit: int | None = MAX_PROBLEMS,
 ) -> Batch:
     """Check one chunk of parsed rows (see `batch_from_columns`)."""
     check_widths(chunk, len(table.header), offset)
     cells = {
         f.name: list(map(itemgetter(table.positions[f.name]), chunk)) for f in validator.features
     }
-    return batch_from_columns(validator, table, cells, len(chunk), offset)
+    return batch_from_columns(validator, table, cells, len(chunk), offset, limit)
 
 
 def batch_from_columns(
-    validator: Validator, table: Layout, cells: Mapping[str, list[str]], size: int, offset: int
+    validator: Validator,
+    table: Layout,
+    cells: Mapping[str, list[str]],
+    size: int,
+    offset: int,
+    limit: int | None = MAX_PROBLEMS,
 ) -> Batch:
     """Check one chunk given as a column of text cells per feature; problems name the row (from
-    0, across chunks) and the caller's header.
+    0, across chunks) and the caller's header. Every problem of every row is found: a cell that
+    is not a number is reported and the row's other cells are still checked. The first `limit`
+    are listed (None: all), the others counted.
     """
-    problems: list[Problem] = []
+    found: Problems | None = None
+    unread: dict[str, Mask] = {}
     numbers: list[npt.NDArray[np.float64]] = []
     for feature in validator.numeric:
-        try:
-            numbers.append(parse_numbers(feature, cells[feature.name]))
-        except ValuesInvalid as exc:
-            problems.extend(exc.problems)
+        values, bad = parse_cells(feature, cells[feature.name])
+        if bad is not None:
+            found = Problems(limit) if found is None else found
+            msg, kind = unreadable(feature)
+            found.at(np.flatnonzero(bad), feature.name, msg, kind, cells[feature.name])
+            unread[feature.name] = bad
+        numbers.append(values)
     categories = {f.name: _stripped(cells[f.name]) for f in validator.categorical}
+    matrix = np.vstack(numbers) if numbers else np.empty((0, size))
     try:
-        if problems:
-            raise ValuesInvalid(validator.ordered(problems))
-        matrix = np.vstack(numbers) if numbers else np.empty((0, size))
-        return validator.assemble(size, matrix, categories, cells)
+        return validator.assemble(
+            size, matrix, categories, cells, found=found, unread=unread, limit=limit
+        )
     except ValuesInvalid as exc:
-        raise InvalidInput(
-            [_in_file(p, table, offset) for p in exc.problems], ROW_LOCATION
-        ) from exc
+        problems = [_in_file(p, table, offset) for p in exc.problems]
+        raise InvalidInput(problems, ROW_LOCATION, exc.not_listed) from exc
 
 
 def parse_numbers(feature: Feature, cells: list[str]) -> npt.NDArray[np.float64]:
-    """Text to float64 in one numpy call; bools take 0/1, true/false, yes/no (any case).
+    """Text to float64 (see `parse_cells`); ValuesInvalid names the cells that are not numbers."""
+    values, bad = parse_cells(feature, cells)
+    if bad is not None:
+        found = Problems()
+        msg, kind = unreadable(feature)
+        found.at(np.flatnonzero(bad), feature.name, msg, kind, cells)
+        raise ValuesInvalid(found.kept, found.total - len(found.kept))
+    return values
 
-    Bool words are looked up once per distinct cell text (a column has a handful).
+
+def parse_cells(feature: Feature, cells: list[str]) -> tuple[npt.NDArray[np.float64], Mask | None]:
+    """Text to float64 in one numpy call; bools take 0/1, true/false, yes/no (any case). Also
+    the mask of cells that are not numbers (NaN in the values), None when every cell is one.
+
+    Bool words are looked up once per distinct cell text (a column has a handful), as are the
+    cells of a column that does not convert in one call.
     """
     if feature.type == "bool":
         words = {cell: BOOL_WORDS.get(cell.strip().lower(), np.nan) for cell in set(cells)}
         flags = np.fromiter(map(words.__getitem__, cells), dtype=np.float64, count=len(cells))
-        if np.isnan(flags).any():
-            msg = "Input should be a boolean: 0/1, true/false or yes/no"
-            bad = np.flatnonzero(np.isnan(flags))[:MAX_PROBLEMS_PER_RULE].tolist()
-            raise ValuesInvalid(
-                [Problem(i, feature.name, msg, "bool_parsing", cells[i]) for i in bad]
-            )
-        return flags
+        unread = np.isnan(flags)
+        return flags, unread if unread.any() else None
     try:
-        return np.asarray(cells, dtype=np.float64)
+        return np.asarray(cells, dtype=np.float64), None
     except ValueError:
-        msg = "Input should be a valid number, unable to parse string as a number"
-        bad = [i for i, cell in enumerate(cells) if not _parses(cell)][:MAX_PROBLEMS_PER_RULE]
-        raise ValuesInvalid(
-            [Problem(i, feature.name, msg, "float_parsing", cells[i]) for i in bad]
-        ) from None
+        parsed = {cell: _parsed(cell) for cell in set(cells)}
+    unread = np.fromiter((parsed[cell] is None for cell in cells), np.bool_, count=len(cells))
+    values = np.fromiter(
+        (np.nan if parsed[cell] is None else parsed[cell] for cell in cells),
+        np.float64,
+        count=len(cells),
+    )
+    return values, unread
+
+
+def unreadable(feature: Feature) -> tuple[str, str]:
+    """The message and rule of a cell that is not a number of this feature (an empty one too)."""
+    if feature.type == "bool":
+        return "Input should be a boolean: 0/1, true/false or yes/no", "bool_parsing"
+    return "Input should be a valid number, unable to parse string as a number", "float_parsing"
 
 
 def _stripped(cells: list[str]) -> list[str]:
@@ -247,13 +287,12 @@ def _in_file(problem: Problem, table: Layout, offset: int) -> Problem:
     return Problem(offset + (problem.index or 0), header, problem.msg, problem.type, problem.input)
 
 
-def _parses(cell: str) -> bool:
+def _parsed(cell: str) -> float | None:
     """The column conversion's parser, one cell at a time (on the error path only)."""
     try:
-        np.asarray([cell], dtype=np.float64)
+        return float(np.asarray([cell], dtype=np.float64)[0])
     except ValueError:
-        return False
-    return True
+        return None
 
 
 def encode_rows(table: list[list[str]]) -> bytes:
@@ -319,13 +358,30 @@ def predict_table(model: LoadedModel, body: bytes, chunk_rows: int) -> TableResu
 
 
 def _predicted(model: LoadedModel, body: bytes, chunk_rows: int, reader: _Reader) -> TableResult:
+    """Chunk by chunk; once a row is bad nothing more is predicted, but every later chunk is
+    still checked, so the answer lists the first MAX_PROBLEMS problems of the whole body and
+    counts every other."""
     table = reader.layout(model, body)
     parts: list[Result] = []
     first: list[Any] = []
-    for chunk in reader.chunks(body, table, chunk_rows):
-        batch = reader.batch(model.validator, table, chunk, len(parts) * chunk_rows)
+    problems: list[Problem] = []
+    not_listed = 0
+    for index, chunk in enumerate(reader.chunks(body, table, chunk_rows)):
+        limit = MAX_PROBLEMS - len(problems)
+        try:
+            batch = reader.batch(model.validator, table, chunk, index * chunk_rows, limit)
+        except InvalidInput as exc:
+            if isinstance(exc, MalformedBody):
+                raise
+            problems += exc.problems
+            not_listed += exc.not_listed
+            continue
+        if problems:
+            continue
         parts.append(Result(batch.without_inputs(), model.predict(batch)))
         first = [chunk] if len(parts) == 1 else []
+    if problems or not_listed:
+        raise InvalidInput(problems, ROW_LOCATION, not_listed)
     if not parts:
         msg = "CSV has a header but no data rows"
         raise InvalidInput([Problem(None, None, msg, "too_short")], ("body", "rows"))
@@ -341,7 +397,9 @@ class _Reader(Protocol):
 
     def chunks(self, body: bytes, table: Layout, size: int) -> Iterator[Any]: ...
 
-    def batch(self, validator: Validator, table: Layout, chunk: Any, offset: int) -> Batch: ...
+    def batch(
+        self, validator: Validator, table: Layout, chunk: Any, offset: int, limit: int
+    ) -> Batch: ...
 
     def scored(self, model: LoadedModel, chunk: Any, part: Result) -> bytes: ...
 
@@ -361,9 +419,9 @@ class _RowsReader:
         return chunks(source, size)
 
     def batch(
-        self, validator: Validator, table: Layout, chunk: list[list[str]], offset: int
+        self, validator: Validator, table: Layout, chunk: list[list[str]], offset: int, limit: int
     ) -> Batch:
-        return batch_from_rows(validator, table, chunk, offset)
+        return batch_from_rows(validator, table, chunk, offset, limit)
 
     def scored(self, model: LoadedModel, chunk: list[list[str]], part: Result) -> bytes:
         cells = prediction_cells(model, part.batch, part.prediction)
@@ -406,7 +464,7 @@ class _BlocksReader:
             yield split
 
     def batch(
-        self, validator: Validator, table: Layout, chunk: csv_blocks.Block, offset: int
+        self, validator: Validator, table: Layout, chunk: csv_blocks.Block, offset: int, limit: int
     ) -> Batch:
         batch = batch_from_block(validator, table, chunk)
         if batch is None:
@@ -438,7 +496,7 @@ def batch_from_block(validator: Validator, table: Layout, split: csv_blocks.Bloc
     # the caller's text in its messages.
     raw = {f.name: column for f, column in zip(validator.numeric, values, strict=True)}
     try:
-        return validator.assemble(split.rows, values, found, raw, known_categories=True)
+        return validator.assemble(split.rows, values, found, raw, known_categories=True, limit=0)
     except ValuesInvalid:
         return None
 

@@ -164,14 +164,14 @@ class RecordsDecoder:
         if not (np.abs(numbers) < EXACT).all():
             return None
         categories = {name: columns[i] for name, i in self._categorical}
-        # `assemble` quotes these values if a rule is broken; that answer is dropped here (None),
-        # and the general path then quotes the caller's own values.
+        # On a broken rule that answer is dropped here (None, so no problem is listed: limit=0),
+        # and the general path then names every problem with the caller's own values.
         raw: dict[str, Any] = {
             f.name: values for f, values in zip(self._validator.numeric, numbers, strict=True)
         }
         try:
             return self._validator.assemble(
-                size, numbers, categories, raw, known_categories=self._known_categories
+                size, numbers, categories, raw, known_categories=self._known_categories, limit=0
             )
         except ValuesInvalid:
             return None

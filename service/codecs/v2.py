@@ -2,8 +2,11 @@
 model's outputs to tensors.
 
 A body is decoded by msgspec straight into typed tensors (`tensors_decoder`); a body it cannot
-read answers None and is read again through orjson (`batch_from_inputs`), which names every
-problem. Both give the same batch (tests/service/test_v2_decoding.py)."""
+read answers None and is read again through orjson (`batch_from_tensors`), which names every
+problem. Both give the same batch (tests/service/test_v2_decoding.py).
+
+A refused request gets the protocol's `error` string, naming the first few problems, and the
+problems themselves (`BadTensor.problems`: input, element, rule, value), up to MAX_PROBLEMS."""
 
 from __future__ import annotations
 
@@ -18,10 +21,19 @@ import numpy.typing as npt
 import orjson
 
 from service.codecs import Answer, PerVersion, Result, parse_json
-from service.errors import BadTensor, TooManyRows
+from service.errors import SUMMARY_PROBLEMS, BadTensor, Problem, TooManyRows, summary
 from service.manifest import Feature, Manifest
 from service.model import LoadedModel, Prediction
-from service.validation import BOOL_TYPES, NUMBER_TYPES, Batch, Validator, ValuesInvalid
+from service.validation import (
+    BOOL_TYPES,
+    MAX_PROBLEMS,
+    NUMBER_TYPES,
+    Batch,
+    Mask,
+    Problems,
+    Validator,
+    ValuesInvalid,
+)
 
 INTEGER_TYPES = frozenset(
     {"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
@@ -32,6 +44,7 @@ OUTPUTS = ("label", "probabilities")
 # Up to this many rows, `Validator.quick` (plain Python) beats the numpy path (measured).
 QUICK_ROWS = 16
 BOOLS = {0: False, 1: True}
+STRING: frozenset[type] = frozenset({str})
 
 
 def answer(model: LoadedModel, body: bytes, limit: int) -> Answer:
@@ -85,41 +98,99 @@ def output_metadata(manifest: Manifest) -> list[dict[str, Any]]:
     ]
 
 
+class _Refused(Exception):
+    """One input's tensor cannot be read: its rule and message (the input is named by the
+    caller)."""
+
+    def __init__(self, kind: str, msg: str) -> None:
+        super().__init__(msg)
+        self.kind = kind
+        self.msg = msg
+
+
 def batch_from_tensors(validator: Validator, inputs: Any, limit: int) -> Batch:
-    """One tensor per feature, any order; every tensor must have the same number of rows."""
+    """One tensor per feature, any order; every tensor must have the same number of rows.
+
+    Inputs unknown, missing or unreadable, elements of the wrong type and values that break a
+    rule are all reported together (see `refusal`); only inputs that cannot be told apart
+    (`_by_name`) stop at the first problem, and an input over `limit` rows at once (413).
+    """
     tensors = _by_name(inputs)
     expected = [f.name for f in validator.features]
+    found = Problems(MAX_PROBLEMS)
     unknown = sorted(set(tensors) - set(expected))
     if unknown:
-        raise BadTensor(f"unexpected input {unknown[0][:80]!r}; the model's inputs are {expected}")
-    missing = [name for name in expected if name not in tensors]
-    if missing:
-        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise BadTensor(f"missing input {missing[0]!r}{more}")
-    data = {f.name: _data(f.name, tensors[f.name], limit) for f in validator.features}
+        msg = f"the model's inputs are {expected}"
+        found.add([Problem(None, name, msg, "extra_forbidden") for name in unknown])
+    data: dict[str, list[Any]] = {}
+    for feature in validator.features:
+        if feature.name not in tensors:
+            found.add([Problem(None, feature.name, "the input is required", "missing")])
+            continue
+        try:
+            data[feature.name] = _data(feature.name, tensors[feature.name], limit)
+        except _Refused as exc:
+            found.add([Problem(None, feature.name, exc.msg, exc.kind)])
     sizes = sorted({len(values) for values in data.values()})
     if len(sizes) > 1:
-        raise BadTensor(f"inputs have different numbers of rows: {sizes}")
-    for f in validator.numeric:
-        _check_numbers(f, tensors[f.name]["datatype"], data[f.name])
-    categories = {
-        f.name: _strings(f, tensors[f.name]["datatype"], data[f.name])
-        for f in validator.categorical
-    }
-    if sizes[0] <= QUICK_ROWS:
-        columns = [_quick_values(f, data[f.name]) for f in validator.features]
-        batch = validator.quick(list(zip(*columns, strict=True)))
+        msg = f"inputs have different numbers of rows: {sizes}"
+        found.add([Problem(None, None, msg, "shape")])
+    unread: dict[str, Mask] = {}
+    columns: dict[str, list[Any]] = {}
+    for feature in validator.features:
+        if feature.name not in data:
+            continue
+        try:
+            columns[feature.name], bad = _typed(feature, tensors[feature.name], data, found)
+        except _Refused as exc:
+            found.add([Problem(None, feature.name, exc.msg, exc.kind)])
+            continue
+        if bad is not None:
+            unread[feature.name] = bad
+    if len(columns) < len(expected) or len(sizes) > 1:  # no one batch: each input on its own
+        for feature in validator.features:
+            if feature.name in columns:
+                name = feature.name
+                validator.check(feature, columns[name], data[name], found, unread.get(name))
+        raise refusal(validator, found)
+    size = sizes[0]
+    if not found and size <= QUICK_ROWS:
+        values = [_quick_values(f, data[f.name]) for f in validator.features]
+        batch = validator.quick(list(zip(*values, strict=True)))
         if batch is not None:
             return batch
-    numbers = [np.asarray(data[f.name], dtype=np.float64) for f in validator.numeric]
-    matrix = np.vstack(numbers) if numbers else np.empty((0, sizes[0]))
+    numbers = [np.asarray(columns[f.name], dtype=np.float64) for f in validator.numeric]
+    matrix = np.vstack(numbers) if numbers else np.empty((0, size))
+    categories = {f.name: columns[f.name] for f in validator.categorical}
     try:
-        return validator.assemble(sizes[0], matrix, categories, data)
-    except ValuesInvalid as exc:
-        p = exc.problems[0]
-        raise BadTensor(
-            f"input {p.field!r}, element {p.index}: {p.msg} (got {str(p.input)[:80]!r})"
-        ) from exc
+        return validator.assemble(size, matrix, categories, data, found=found, unread=unread)
+    except ValuesInvalid:
+        raise refusal(validator, found) from None
+
+
+def refusal(validator: Validator, found: Problems) -> BadTensor:
+    """The protocol's `error` string naming the first few problems, and the problems listed
+    (input first, then by element; at most MAX_PROBLEMS, the others counted)."""
+    problems, not_listed = validator.listed(found)
+    texts = [_text(problem) for problem in problems[:SUMMARY_PROBLEMS]]
+    return BadTensor(summary(texts, found.total), problems, not_listed)
+
+
+def _text(problem: Problem) -> str:
+    """A problem in the words of the protocol's `error` string."""
+    name = problem.field
+    if name is None:
+        return problem.msg
+    if problem.type == "extra_forbidden":
+        return f"unexpected input {name[:80]!r}; {problem.msg}"
+    if problem.type == "missing":
+        return f"missing input {name!r}"
+    if problem.index is None:
+        return f"input {name!r}: {problem.msg}"
+    where = f"input {name!r}, element {problem.index}"
+    if problem.type == "datatype":  # the message quotes the element already
+        return f"{where}: {problem.msg}"
+    return f"{where}: {problem.msg} (got {str(problem.input)[:80]!r})"
 
 
 def requested_outputs(outputs: Any) -> list[str]:
@@ -187,38 +258,57 @@ def _data(name: str, tensor: dict[str, Any], limit: int) -> list[Any]:
     """The tensor's values, flat, after checking the shape ([n] or [n, 1]) against the data."""
     parameters = tensor.get("parameters")
     if type(parameters) is dict and "binary_data_size" in parameters:
-        raise BadTensor(f"input {name!r}: binary tensor data is not supported; send JSON data")
+        raise _Refused("binary_data", "binary tensor data is not supported; send JSON data")
     shape: Any = tensor.get("shape")
     if not _is_shape(shape) or len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1):
-        raise BadTensor(f"input {name!r}: shape {str(shape)[:80]} is not [n] or [n, 1]")
+        raise _Refused("shape", f"shape {str(shape)[:80]} is not [n] or [n, 1]")
     if shape[0] < 1:
-        raise BadTensor(f"input {name!r}: shape {shape} has no rows")
+        raise _Refused("shape", f"shape {shape} has no rows")
     if shape[0] > limit:
         raise TooManyRows(name, shape[0], limit)
-    data = _flatten(name, tensor.get("data"), shape)
+    data = _flatten(tensor.get("data"), shape)
     if len(data) != math.prod(shape):
-        raise BadTensor(
-            f"input {name!r}: {len(data)} data elements for shape {shape} "
-            f"({math.prod(shape)} expected)"
+        raise _Refused(
+            "shape", f"{len(data)} data elements for shape {shape} ({math.prod(shape)} expected)"
         )
     return data
 
 
-def _check_numbers(feature: Feature, datatype: Any, data: list[Any]) -> None:
-    """Numbers of a numeric datatype (or BOOL for a bool feature); the rules come later."""
-    name = feature.name
-    if datatype == "BOOL" and feature.type == "bool":
-        allowed = BOOL_TYPES
-    elif type(datatype) is str and datatype in INTEGER_TYPES:
-        allowed = INTEGER
-    elif type(datatype) is str and datatype in FLOAT_TYPES:
-        allowed = NUMBER_TYPES
+def _typed(
+    feature: Feature, tensor: dict[str, Any], data: dict[str, list[Any]], found: Problems
+) -> tuple[list[Any], Mask | None]:
+    """The input's elements as the rules take them: each element not of the tensor's datatype
+    is reported to `found` and stands as NaN (None for a category), marked in the mask."""
+    datatype, values = tensor.get("datatype"), data[feature.name]
+    if feature.type == "category":
+        if datatype != "BYTES":
+            raise _Refused("datatype", f"datatype {str(datatype)[:20]} should be BYTES")
+        allowed, instead, words = STRING, None, "a string"
     else:
-        accepted = "FP32, FP64 or an INT type" + (" (or BOOL)" if feature.type == "bool" else "")
-        raise BadTensor(f"input {name!r}: datatype {str(datatype)[:20]} should be {accepted}")
-    if not set(map(type, data)) <= allowed:
-        index, value = next((i, v) for i, v in enumerate(data) if type(v) not in allowed)
-        raise BadTensor(f"input {name!r}, element {index}: {str(value)[:40]!r} is not {datatype}")
+        allowed, instead, words = _number_types(feature, datatype), math.nan, str(datatype)
+    if set(map(type, values)) <= allowed:
+        return values, None
+    bad = [type(v) not in allowed for v in values]
+    indices = [i for i, wrong in enumerate(bad) if wrong]
+    problems = [
+        Problem(i, feature.name, f"{str(values[i])[:40]!r} is not {words}", "datatype", values[i])
+        for i in indices[:MAX_PROBLEMS]
+    ]
+    found.add(problems, len(indices))
+    read = [instead if wrong else value for value, wrong in zip(values, bad, strict=True)]
+    return read, np.array(bad, dtype=np.bool_)
+
+
+def _number_types(feature: Feature, datatype: Any) -> frozenset[type]:
+    """The element types of a numeric datatype (or BOOL for a bool feature)."""
+    if datatype == "BOOL" and feature.type == "bool":
+        return BOOL_TYPES
+    if type(datatype) is str and datatype in INTEGER_TYPES:
+        return INTEGER
+    if type(datatype) is str and datatype in FLOAT_TYPES:
+        return NUMBER_TYPES
+    accepted = "FP32, FP64 or an INT type" + (" (or BOOL)" if feature.type == "bool" else "")
+    raise _Refused("datatype", f"datatype {str(datatype)[:20]} should be {accepted}")
 
 
 def _quick_values(feature: Feature, data: list[Any]) -> list[Any]:
@@ -236,26 +326,15 @@ def _quick_values(feature: Feature, data: list[Any]) -> list[Any]:
     ]
 
 
-def _strings(feature: Feature, datatype: Any, data: list[Any]) -> list[str]:
-    if datatype != "BYTES":
-        raise BadTensor(f"input {feature.name!r}: datatype {str(datatype)[:20]} should be BYTES")
-    if not set(map(type, data)) <= {str}:
-        index, value = next((i, v) for i, v in enumerate(data) if type(v) is not str)
-        raise BadTensor(
-            f"input {feature.name!r}, element {index}: {str(value)[:40]!r} is not a string"
-        )
-    return data
-
-
-def _flatten(name: str, data: Any, shape: list[int]) -> list[Any]:
+def _flatten(data: Any, shape: list[int]) -> list[Any]:
     """Flat row-major data, or nested lists that follow the shape exactly."""
     if type(data) is not list:
-        raise BadTensor(f"input {name!r}: 'data' must be a list")
+        raise _Refused("list_type", "'data' must be a list")
     if not data or type(data[0]) is not list:
         return data
     width = shape[1] if len(shape) == 2 else 0
     if len(data) != shape[0] or not all(type(row) is list and len(row) == width for row in data):
-        raise BadTensor(f"input {name!r}: nested data does not follow shape {shape}")
+        raise _Refused("shape", f"nested data does not follow shape {shape}")
     return [value for row in data for value in row]
 
 
@@ -362,7 +441,9 @@ class TensorsDecoder:
         # and the general path then quotes the caller's own values.
         raw = {f.name: values for f, values in zip(self._validator.numeric, numbers, strict=True)}
         try:
-            return self._validator.assemble(size, numbers, categories, raw, known_categories=True)
+            return self._validator.assemble(
+                size, numbers, categories, raw, known_categories=True, limit=0
+            )
         except ValuesInvalid:
             return None
 

@@ -358,7 +358,7 @@ async function scoreFile(event) {
     });
     if (!response.ok) {
       const body = await response.json().catch(() => ({ detail: response.statusText }));
-      showBatchErrors(body.detail);
+      showBatchErrors(body.detail, body.not_listed || 0);
       return;
     }
     showScored(model, file, await response.text());
@@ -386,13 +386,17 @@ function showScored(model, file, text) {
   $("batch-result").hidden = false;
 }
 
-function showBatchErrors(detail) {
+// The API lists up to 100 problems and counts the others in `not_listed`.
+function showBatchErrors(detail, notListed = 0) {
   const items = Array.isArray(detail) ? detail : [{ loc: [], msg: String(detail) }];
   const rows = new Set(items.map((i) => rowOf(i)).filter((r) => r !== null));
-  const capped = items.length >= 50 ? " (the first 50 are listed)" : "";
+  const total = items.length + notListed;
+  const where = rows.size ? `in ${rows.size} ${rows.size === 1 ? "row" : "rows"}` : "";
+  const found = notListed
+    ? `${total} errors; the first ${items.length}${where ? ` (${where})` : ""} are listed`
+    : `${total} ${total === 1 ? "error" : "errors"}${where ? ` ${where}` : ""}`;
   $("batch-error-summary").textContent =
-    `The file was not scored: ${items.length} ${items.length === 1 ? "error" : "errors"}` +
-    `${rows.size ? ` in ${rows.size} ${rows.size === 1 ? "row" : "rows"}` : ""}${capped}. ` +
+    `The file was not scored: ${found}. ` +
     "Fix them and upload again (python -m service score keeps the good rows).";
   const body = $("batch-error-table").tBodies[0];
   body.replaceChildren();

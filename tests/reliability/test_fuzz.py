@@ -111,11 +111,8 @@ def test_any_value_in_any_field_is_predicted_correctly_or_named(
         return
     assert response.status_code == 422, response.text
     named = {tuple(e["loc"]) for e in body["detail"]}
-    # Type errors are reported before domain errors, so with two bad fields of different kinds
-    # only the type error may be named; every name must be a bad field, and at least one is.
-    assert named and named <= {("body", "records", index, name) for name in bad}, named
-    if len(bad) == 1:
-        assert named == {("body", "records", index, *bad)}
+    # Every bad field is named, whatever its kind of problem, and nothing else.
+    assert named == {("body", "records", index, name) for name in bad}, named
     assert_no_internals(response.text)
 
 

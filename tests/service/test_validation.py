@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from service.errors import InvalidInput
 from service.manifest import Feature, Manifest
-from service.validation import Validator, batch_from_records
+from service.validation import MAX_PROBLEMS, Validator, batch_from_records
 
 BAD_VALUES: dict[str, list[Any]] = {
     "float": ["text", None, [1], {"a": 1}, True, -1e9, 1e9],
@@ -128,14 +128,46 @@ def test_open_bounds_still_reject_values_that_overflow_float32(churn: Manifest) 
     assert (problem.field, problem.type) == ("balance", "finite_number")
 
 
-def test_many_problems_are_capped_and_ordered(churn: Manifest) -> None:
+def test_many_problems_are_listed_up_to_the_cap_by_record_and_the_rest_counted(
+    churn: Manifest,
+) -> None:
     records = [dict(churn.examples[0].record, age=-1, geography="Mars") for _ in range(100)]
     with pytest.raises(InvalidInput) as caught:
         batch_from_records(Validator(churn), records)
     problems = caught.value.problems
-    assert len(problems) == 10  # the first 5 records per rule, two rules
-    assert [p.index for p in problems] == sorted(p.index or 0 for p in problems)
-    assert [p.field for p in problems[:2]] == ["geography", "age"]
+    assert len(problems) == MAX_PROBLEMS == 100  # the first 50 records, two problems each
+    assert caught.value.not_listed == 100
+    assert [(p.index, p.field) for p in problems[:4]] == [
+        (0, "geography"), (0, "age"), (1, "geography"), (1, "age"),
+    ]  # fmt: skip
+    assert [p.index for p in problems] == [i // 2 for i in range(100)]
+
+
+def test_without_a_limit_every_problem_is_listed(churn: Manifest) -> None:
+    records = [dict(churn.examples[0].record, age=-1, geography="Mars") for _ in range(100)]
+    with pytest.raises(InvalidInput) as caught:
+        batch_from_records(Validator(churn), records, limit=None)
+    assert len(caught.value.problems) == 200 and caught.value.not_listed == 0
+
+
+def test_a_missing_field_does_not_hide_the_records_other_problems(churn: Manifest) -> None:
+    """The issue's case: a record lacking a field, with an unknown category and more."""
+    good = dict(churn.examples[0].record)
+    bad = dict(good, geography="Italy", age="forty", surname="Rossi")
+    del bad["estimated_salary"]
+    odd: list[Any] = [good, bad, "not a record", dict(good, balance=-1.0)]
+    with pytest.raises(InvalidInput) as caught:
+        batch_from_records(Validator(churn), odd)
+    found = [(p.index, p.field, p.type) for p in caught.value.problems]
+    assert found == [  # by record, then in the manifest's feature order, unknown keys last
+        (1, "geography", "enum"),
+        (1, "age", "int_type"),
+        (1, "estimated_salary", "missing"),
+        (1, "surname", "extra_forbidden"),
+        (2, None, "dict_type"),
+        (3, "balance", "greater_than_equal"),
+    ]
+    assert caught.value.not_listed == 0
 
 
 def test_a_model_of_categories_only_is_validated(churn: Manifest) -> None:
