@@ -14,6 +14,7 @@ import hashlib
 import os
 import re
 import stat
+import unicodedata
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -22,6 +23,8 @@ from typing import Any, BinaryIO, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 POINTER_FILE = "current"
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")  # where a camelCase header splits
+_SEPARATORS = re.compile(r"[\W_]+")  # anything but a letter or digit, of any script
 STAGING_PREFIX = ".staging-"
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 VERSION_PATTERN = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$")
@@ -348,15 +351,22 @@ class Manifest(_Frozen):
 
 
 @lru_cache(maxsize=4096)
-def normalize_header(header: str) -> str:
-    """How a CSV header is matched to a feature name or alias, the same in training and serving.
-
-    Case, spaces and punctuation are ignored and camelCase is split, so `Num Of Products`,
-    `num_of_products` and `NumOfProducts` all match. Cached: every CSV request matches its
-    header against every name and alias, two regular expressions each.
+def header_keys(header: str) -> tuple[str, ...]:
+    """The forms under which a CSV header matches a feature name or alias, the same in training
+    and serving: case, spaces and punctuation ignored, camelCase split or not (`NumOfProducts` is
+    `num_of_products`, `TARGET_5Yrs` is `target_5yrs`), letters of any script kept (`Größe`,
+    `年龄`). A header with no letter or digit at all (`%`) must match exactly. Two texts match
+    when they share a key. Cached: every CSV request matches its header against every name.
     """
-    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", header.strip())
-    return re.sub(r"[^a-z0-9]+", "_", spaced.lower()).strip("_")
+    text = unicodedata.normalize("NFKC", header.strip())
+    split = _CAMEL.sub("_", text)
+    keys = (_SEPARATORS.sub("_", form.casefold()).strip("_") for form in (split, text))
+    return tuple(dict.fromkeys(key for key in keys if key)) or (header.strip(),)
+
+
+def normalize_header(header: str) -> str:
+    """A header's first key (`header_keys`): lower case, words joined by underscores."""
+    return header_keys(header)[0]
 
 
 def sha256_file(path: Path) -> str:

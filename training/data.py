@@ -7,8 +7,6 @@ line instead of surfacing later as a NaN inside the model.
 from __future__ import annotations
 
 import hashlib
-import re
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,14 +16,12 @@ import numpy.typing as npt
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from service.manifest import normalize_header
+from service.manifest import header_keys
 from training.spec import FeatureSpec, SplitSpec, TaskSpec
 
 TRUE_WORDS = frozenset({"1", "1.0", "true", "yes", "y", "t"})
 FALSE_WORDS = frozenset({"0", "0.0", "false", "no", "n", "f"})
 FIRST_DATA_LINE = 2  # line 1 of a CSV is its header
-_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")  # where normalize_header splits camelCase
-_SEPARATORS = re.compile(r"[\W_]+")  # anything but a letter or digit, of any script
 
 
 class DataError(ValueError):
@@ -131,26 +127,6 @@ def split(data: Dataset, plan: SplitSpec, seed: int) -> Splits:
 
 def _sha(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
-
-
-def header_keys(header: str) -> tuple[str, ...]:
-    """The forms under which a CSV header matches a spec name or alias: case, spaces and
-    punctuation ignored, camelCase split or not (`NumOfProducts` is `num_of_products`, and
-    `TARGET_5Yrs` is `target_5yrs`), letters of any script kept (`Größe`, `年龄`). For ASCII the
-    split form is the service's `normalize_header`. A header with no letter or digit at all (`%`)
-    must match exactly."""
-    text = unicodedata.normalize("NFKC", header.strip())
-    split = _CAMEL.sub("_", text)
-    keys = (_SEPARATORS.sub("_", form.casefold()).strip("_") for form in (split, text))
-    return tuple(dict.fromkeys(key for key in keys if key)) or (header.strip(),)
-
-
-def served_aliases(feature: FeatureSpec, header: str) -> tuple[str, ...]:
-    """The header a feature was trained from, if the service's matching (`normalize_header`,
-    which splits camelCase and drops non-ASCII letters) would not find it through the spec's own
-    name and aliases: recorded in the manifest, a CSV with training's headers still scores."""
-    known = {normalize_header(name) for name in (feature.name, *feature.aliases)}
-    return () if normalize_header(header) in known else (header,)
 
 
 def _match_columns(spec: TaskSpec, frame: pd.DataFrame, where: str) -> dict[str, str]:

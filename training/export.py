@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,6 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from service.manifest import DataInfo, Evaluation, Example, Manifest, OnnxInfo, Scalar, sha256_file
-from training.data import served_aliases
 from training.spec import TaskSpec
 
 MODEL_FILE = "model.onnx"
@@ -59,7 +57,6 @@ class ExportInputs:
     params: dict[str, Any]
     train_X: pd.DataFrame
     check_X: pd.DataFrame
-    headers: Mapping[str, str] = field(default_factory=dict)  # spec name -> CSV header read
 
 
 def export_model(
@@ -197,12 +194,10 @@ def library_versions() -> dict[str, str]:
 
 def _manifest_feature(spec: TaskSpec, name: str, run: ExportInputs) -> Any:
     feature = next(f for f in spec.features if f.name == name)
-    header = run.headers.get(name)
-    extra = served_aliases(feature, header) if header is not None else ()
     if feature.type == "category":
-        return feature.to_manifest(None, None, extra)
+        return feature.to_manifest(None, None)
     column = run.train_X[name].astype(np.float64)
-    return feature.to_manifest(float(column.min()), float(column.max()), extra)
+    return feature.to_manifest(float(column.min()), float(column.max()))
 
 
 def json_scalar(kind: str, value: Any) -> Scalar:

@@ -91,11 +91,8 @@ class FeatureSpec(_Spec):
             raise ValueError(f"min {self.min} is greater than max {self.max}")
         return self
 
-    def to_manifest(
-        self, train_min: float | None, train_max: float | None, headers: Sequence[str] = ()
-    ) -> Feature:
-        """The manifest's view of this feature, with the range seen in the training rows;
-        `headers` are extra CSV headers the service should accept (see training.data)."""
+    def to_manifest(self, train_min: float | None, train_max: float | None) -> Feature:
+        """The manifest's view of this feature, with the range seen in the training rows."""
         return Feature(
             name=self.name,
             type=self.type,
@@ -104,7 +101,7 @@ class FeatureSpec(_Spec):
             min=self.min,
             max=self.max,
             categories=list(self.categories) if self.categories else None,
-            aliases=[*self.aliases, *headers],
+            aliases=list(self.aliases),
             train_min=train_min,
             train_max=train_max,
         )

@@ -172,7 +172,6 @@ def _publish(
                     params=params,
                     train_X=splits.train.X,
                     check_X=splits.test.X,
-                    headers=splits.train.headers,
                 ),
             )
             write_report(folder / "report", manifest, _curves(pipeline, primary_data), quality)

@@ -23,7 +23,7 @@ import numpy.typing as npt
 from service.codecs import Result, csv_blocks
 from service.codecs.probabilities import FLAG_SEPARATOR, probability_text, rounded
 from service.errors import InvalidInput, MalformedBody, Problem
-from service.manifest import Feature, Manifest, normalize_header
+from service.manifest import Feature, Manifest, header_keys
 from service.model import LoadedModel, Prediction
 from service.validation import (
     BOOL_WORDS,
@@ -146,12 +146,13 @@ def layout(manifest: Manifest, header: list[str]) -> Layout:
     """Find each feature's column by name or alias; other columns are passed through untouched."""
     by_key: dict[str, list[int]] = {}
     for index, name in enumerate(header):
-        by_key.setdefault(normalize_header(name), []).append(index)
+        for key in header_keys(name):
+            by_key.setdefault(key, []).append(index)
     positions: dict[str, int] = {}
     problems: list[Problem] = []
     for feature in manifest.features:
-        keys = dict.fromkeys(map(normalize_header, (feature.name, *feature.aliases)))
-        found = [i for key in keys for i in by_key.get(key, [])]
+        keys = {key for name in (feature.name, *feature.aliases) for key in header_keys(name)}
+        found = sorted({i for key in keys for i in by_key.get(key, [])})
         if len(found) == 1:
             positions[feature.name] = found[0]
         elif not found:

@@ -274,8 +274,7 @@ def test_a_real_looking_file_trains_unchanged_and_its_flaws_are_reported(
     manifest = Manifest.load(task_dir / read_pointer(task_dir))
     assert manifest.target == "target_5yrs"  # matched `TARGET_5Yrs` without an alias
     aliases = {f.name: f.aliases for f in manifest.features}
-    assert aliases["fg3pa"] == ["FG3PA"]  # the service would read it as fg3_pa: recorded
-    assert aliases["age"] == ["年龄"] and aliases["ft_rate"] == []  # already matched: unchanged
+    assert aliases["fg3pa"] == [] and aliases["age"] == ["年龄"]  # the spec's aliases, no more
     report = task_dir / manifest.version / "report"
     document = json.loads((report / "metrics.json").read_text(encoding="utf-8"))
     assert document["data_quality"]["duplicate_rows"] == 6
