@@ -50,7 +50,7 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped]
 from service.codecs.csv import (
     encode_rows,
     layout,
-    parse_numbers,
+    parse_cells,
     prediction_cells,
     prediction_header,
 )
@@ -216,7 +216,7 @@ def stdlib_answer(model: LoadedModel, body: bytes) -> bytes:
     columns = list(zip(*rows, strict=True))
     validator = model.validator
     raw = {f.name: list(columns[positions[f.name]]) for f in validator.features}
-    matrix = np.vstack([parse_numbers(f, raw[f.name]) for f in validator.numeric])
+    matrix = np.vstack([parse_cells(f, raw[f.name])[0] for f in validator.numeric])
     categories = {f.name: raw[f.name] for f in validator.categorical}
     batch = validator.assemble(len(rows), matrix, categories, raw)
     cells = prediction_cells(model, batch, model.predict(batch))

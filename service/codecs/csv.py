@@ -227,17 +227,6 @@ def batch_from_columns(
         raise InvalidInput(problems, ROW_LOCATION, exc.not_listed) from exc
 
 
-def parse_numbers(feature: Feature, cells: list[str]) -> npt.NDArray[np.float64]:
-    """Text to float64 (see `parse_cells`); ValuesInvalid names the cells that are not numbers."""
-    values, bad = parse_cells(feature, cells)
-    if bad is not None:
-        found = Problems()
-        msg, kind = unreadable(feature)
-        found.at(np.flatnonzero(bad), feature.name, msg, kind, cells)
-        raise ValuesInvalid(found.kept, found.total - len(found.kept))
-    return values
-
-
 def parse_cells(feature: Feature, cells: list[str]) -> tuple[npt.NDArray[np.float64], Mask | None]:
     """Text to float64 in one numpy call; bools take 0/1, true/false, yes/no (any case). Also
     the mask of cells that are not numbers (NaN in the values), None when every cell is one.
