@@ -168,6 +168,12 @@ SCHEMA_VERSION = 1
 FeatureType = Literal["float", "int", "bool", "category"]
 TaskKind = Literal["binary", "multiclass"]
 Scalar = float | int | bool | str
+ImputeRule = Literal["median", "mean", "most_frequent", "constant"]
+# The CSV cells that mean "missing" unless a spec says otherwise (compared after stripping).
+DEFAULT_NA_VALUES = ("", "NA", "N/A", "NaN", "null", "None", "?")
+# How a missing value reaches the ONNX graph, which imputes it: NaN for numbers, and this for
+# categories (ONNX string tensors have no null).
+MISSING_CATEGORY = ""
 
 
 class ManifestError(Exception):
@@ -195,16 +201,39 @@ class Feature(_Frozen):
     aliases: list[str] = []
     train_min: float | None = None
     train_max: float | None = None
+    # Missing values: a nullable feature may be left out of a record; the graph then uses
+    # `impute_value`, learned by `impute` from the training rows (or the spec's fill value).
+    nullable: bool = False
+    impute: ImputeRule | None = None
+    impute_value: float | str | None = None
+    missing_indicator: bool = False
+    train_missing_rate: float = Field(default=0.0, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _domain_fits_type(self) -> Feature:
         if self.type == "category":
             if not self.categories:
                 raise ValueError(f"feature '{self.name}': a category feature needs categories")
+            if MISSING_CATEGORY in self.categories:
+                raise ValueError(f"feature '{self.name}': a category cannot be empty")
         elif self.categories is not None:
             raise ValueError(f"feature '{self.name}': only category features have categories")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"feature '{self.name}': min {self.min} > max {self.max}")
+        if self.nullable != (self.impute is not None) or self.nullable != (
+            self.impute_value is not None
+        ):
+            raise ValueError(
+                f"feature '{self.name}': a nullable feature has `impute` and `impute_value`, "
+                "a required one neither"
+            )
+        if self.impute_value is not None:
+            if self.type == "category" and self.impute_value not in (self.categories or []):
+                raise ValueError(f"feature '{self.name}': impute_value is not a category")
+            if self.type != "category" and not isinstance(self.impute_value, float | int):
+                raise ValueError(f"feature '{self.name}': impute_value is not a number")
+        if self.missing_indicator and not self.nullable:
+            raise ValueError(f"feature '{self.name}': only a nullable feature has an indicator")
         return self
 
     @property
@@ -289,6 +318,8 @@ class Manifest(_Frozen):
     data: DataInfo
     parity_max_abs_diff: float
     examples: list[Example] = []
+    # CSV cells read as "missing" (after stripping) in nullable features.
+    na_values: list[str] = list(DEFAULT_NA_VALUES)
     library_versions: dict[str, str] = {}
     params: dict[str, Any] = {}
 

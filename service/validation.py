@@ -11,7 +11,7 @@ other values are still checked.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain
 from operator import itemgetter
 from typing import Any
@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from service.errors import InvalidInput, Problem
-from service.manifest import Feature, Manifest
+from service.manifest import MISSING_CATEGORY, Feature, Manifest
 
 # Problems listed in one answer (by record, then feature); the others are only counted.
 MAX_PROBLEMS = 100
@@ -40,33 +40,49 @@ Mask = npt.NDArray[np.bool_]
 
 @dataclass(frozen=True)
 class Batch:
-    """Inputs in manifest order, ready for one `InferenceSession.run`, and out-of-range flags."""
+    """Inputs in manifest order, ready for one `InferenceSession.run`, and per feature the records
+    outside the training range (`out_of_range`) or missing, which the graph imputes (`imputed`);
+    both hold only the features with a hit, so they are usually empty."""
 
     size: int
     inputs: dict[str, npt.NDArray[Any]]
-    out_of_range: dict[str, npt.NDArray[np.bool_]]
+    out_of_range: dict[str, Mask]
+    imputed: dict[str, Mask] = field(default_factory=dict)
 
     def flags(self) -> list[list[str]]:
         """Per record, the features outside the training range (usually none, so kept cheap)."""
-        result = [NO_FLAGS] * self.size
-        for row, names in self.flagged():
-            result[row] = names
-        return result
+        return _per_record(self.size, self.out_of_range)
 
     def flagged(self) -> list[tuple[int, list[str]]]:
         """Only the records with a feature outside the training range, and those features."""
-        if not self.out_of_range:
-            return []
-        names = list(self.out_of_range)
-        matrix = np.vstack([self.out_of_range[name] for name in names])
-        return [
-            (row, [name for name, hit in zip(names, matrix[:, row].tolist(), strict=True) if hit])
-            for row in np.flatnonzero(matrix.any(axis=0)).tolist()
-        ]
+        return _hits(self.out_of_range)
+
+    def imputed_flags(self) -> list[list[str]]:
+        """Per record, the features that were missing and imputed by the graph."""
+        return _per_record(self.size, self.imputed)
 
     def without_inputs(self) -> Batch:
         """The flags only: what a CSV chunk keeps after its run, so big files stay small."""
-        return Batch(self.size, {}, self.out_of_range)
+        return Batch(self.size, {}, self.out_of_range, self.imputed)
+
+
+def _per_record(size: int, masks: Mapping[str, Mask]) -> list[list[str]]:
+    result = [NO_FLAGS] * size
+    for row, names in _hits(masks):
+        result[row] = names
+    return result
+
+
+def _hits(masks: Mapping[str, Mask]) -> list[tuple[int, list[str]]]:
+    """The records with a hit in any mask, each with the features hit (in mask order)."""
+    if not masks:
+        return []
+    names = list(masks)
+    matrix = np.vstack([masks[name] for name in names])
+    return [
+        (row, [name for name, hit in zip(names, matrix[:, row].tolist(), strict=True) if hit])
+        for row in np.flatnonzero(matrix.any(axis=0)).tolist()
+    ]
 
 
 class ValuesInvalid(Exception):
@@ -125,7 +141,15 @@ class Validator:
         self.categorical = [f for f in self.features if f.type == "category"]
         self._numeric_names = [f.name for f in self.numeric]
         self._order = {f.name: i for i, f in enumerate(self.features)}
-        self._categories = {f.name: frozenset(f.categories or ()) for f in self.categorical}
+        # A nullable category accepts MISSING_CATEGORY, which the graph imputes.
+        self._categories = {
+            f.name: frozenset([*(f.categories or ()), *([MISSING_CATEGORY] * f.nullable)])
+            for f in self.categorical
+        }
+        self.nullable = [f for f in self.features if f.nullable]
+        # Rows of the numeric matrix where NaN means "missing" rather than "broken".
+        self._nullable_rows = [j for j, f in enumerate(self.numeric) if f.nullable]
+        self._nullable_categories = [f.name for f in self.categorical if f.nullable]
         # A bool is an integer from 0 to 1, so one range rule and one integer rule cover every type.
         self._low = _bound([0.0 if f.type == "bool" else f.min for f in self.numeric], -np.inf)
         self._high = _bound([1.0 if f.type == "bool" else f.max for f in self.numeric], np.inf)
@@ -198,10 +222,13 @@ class Validator:
         `raw` holds the values as the caller sent them, quoted back in error messages.
         `known_categories`: the category columns were built from the allowed values themselves
         (`service.codecs.csv_blocks` reads them as indices), so checking them again is skipped.
+        A missing value of a nullable feature is NaN in `numbers` (MISSING_CATEGORY in a
+        category column): it passes to the graph, which imputes it, and is flagged in `imputed`.
         `found`: problems the caller met reading the values; each value it could not read is
         NaN in `numbers` (None in a category column) and True in its feature's `unread` mask,
-        so it is reported once. On any problem ValuesInvalid lists them all, by record, up to
-        `limit` (None: no limit; when `found` is given, its own), and counts the rest.
+        so it is reported once (a caller with unread values always has problems in `found`).
+        On any problem ValuesInvalid lists them all, by record, up to `limit` (None: no
+        limit; when `found` is given, its own), and counts the rest.
         """
         with np.errstate(over="ignore"):  # overflow becomes inf, which the checks then reject
             as_float32 = numbers.astype(np.float32)
@@ -227,7 +254,23 @@ class Validator:
             outside = (numbers < self._train_low) | (numbers > self._train_high)
             for j in np.flatnonzero(outside.any(axis=1)).tolist():
                 flags[self._numeric_names[j]] = outside[j]
-        return Batch(size, inputs, flags)
+        imputed = self._missing(numbers, categories) if self.nullable else {}
+        return Batch(size, inputs, flags, imputed)
+
+    def _missing(
+        self, numbers: Matrix, categories: Mapping[str, Sequence[str] | npt.NDArray[np.object_]]
+    ) -> dict[str, Mask]:
+        """Per nullable feature with any, the records where it is missing."""
+        missing: dict[str, Mask] = {}
+        for j in self._nullable_rows:
+            mask = np.isnan(numbers[j])
+            if mask.any():
+                missing[self._numeric_names[j]] = mask
+        for name in self._nullable_categories:
+            values = categories[name]
+            if MISSING_CATEGORY in values:
+                missing[name] = np.array([v == MISSING_CATEGORY for v in values], dtype=np.bool_)
+        return missing
 
     def listed(self, found: Problems) -> tuple[list[Problem], int]:
         """The problems by record, then in feature order (the first `found.limit`), and how many
@@ -293,6 +336,9 @@ class Validator:
         bad: Mask = ~((numbers >= self._low) & (numbers <= self._high)) | ~np.isfinite(as_float32)
         if self._integral is not None:
             bad |= self._integral & (numbers != np.trunc(numbers))
+        if self._nullable_rows:  # NaN there is a missing value, imputed by the graph
+            rows = self._nullable_rows
+            bad[rows] &= ~np.isnan(numbers[rows])
         return bad
 
 
@@ -363,6 +409,8 @@ def number_problems(
     marked `unread` (NaN, reported when they were read) are skipped."""
     finite = np.isfinite(values)
     infinite = ~finite
+    if feature.nullable:  # NaN is a missing value, which the graph imputes
+        infinite &= ~np.isnan(values)
     if unread is not None:
         finite &= ~unread
         infinite &= ~unread
@@ -392,6 +440,15 @@ def number_problems(
     for mask, msg, kind in rules:
         if mask.any():
             found.at(np.flatnonzero(mask), feature.name, msg, kind, raw)
+
+
+REQUIRED = "Field required"
+
+
+def required(feature: Feature, index: int, value: object = None) -> Problem:
+    """A required (not nullable) feature left missing: absent, null, blank or an NA cell.
+    The message is the same in every format; `value` is what was sent (None when absent)."""
+    return Problem(index, feature.name, REQUIRED, "missing", value)
 
 
 def wrong_type(feature: Feature, index: int, value: object) -> Problem:
@@ -461,7 +518,10 @@ def batch_from_records(
     columns = _columns(names, records) if set(map(type, records)) == {dict} else None
     found = Problems(limit)
     if columns is None:  # some records are not objects, or lack fields, or have others
-        columns = _loose_columns(names, records, found)
+        optional = frozenset(f.name for f in validator.nullable)
+        columns = _loose_columns(names, records, found, optional)
+    if validator.nullable:
+        columns = _with_missing(validator, columns)
     unread = validator.json_types(columns, found)
     if found:  # what could not be read is NaN (None for a category), and not checked again
         numbers = np.array(
@@ -509,11 +569,26 @@ def _columns(names: list[str], records: list[dict[str, Any]]) -> dict[str, Seque
     return None
 
 
+def _with_missing(
+    validator: Validator, columns: dict[str, Sequence[Any]]
+) -> dict[str, Sequence[Any]]:
+    """Null or absent values of nullable features as the graph's missing value (NaN, or
+    MISSING_CATEGORY for a category)."""
+    filled = dict(columns)
+    for feature in validator.nullable:
+        values = columns[feature.name]
+        if None in values or ABSENT in values:
+            missing = MISSING_CATEGORY if feature.type == "category" else np.nan
+            filled[feature.name] = [missing if v is None or v is ABSENT else v for v in values]
+    return filled
+
+
 def _loose_columns(
-    names: list[str], records: list[Any], found: Problems
+    names: list[str], records: list[Any], found: Problems, optional: frozenset[str] = frozenset()
 ) -> dict[str, Sequence[Any]]:
     """Each feature's values, ABSENT where a record lacks the field or is not an object; each
-    such record, missing field and unknown key is reported to `found`."""
+    such record, missing required field and unknown key is reported to `found` (a field in
+    `optional`, a nullable feature, may be absent)."""
     expected = set(names)
     rows: list[tuple[Any, ...]] = []
     kept: list[Problem] = []
@@ -529,9 +604,9 @@ def _loose_columns(
             if len(record) == len(names) and ABSENT not in row:
                 continue
             problems = [
-                Problem(index, name, "Field required", "missing")
+                Problem(index, name, REQUIRED, "missing")
                 for name, value in zip(names, row, strict=True)
-                if value is ABSENT
+                if value is ABSENT and name not in optional
             ]
             problems.extend(
                 Problem(index, key, "Extra inputs are not permitted", "extra_forbidden", value)
