@@ -8,6 +8,8 @@
 #
 # Both run one worker on the committed models, on loopback ports 18631 (this tree) and 18632
 # (BASELINE_SRC); each round runs both, in turn, the order reversed every other round.
+# AFTER_MODELS / BEFORE_MODELS serve other registries instead, e.g. the same tree (BASELINE_SRC=.)
+# on two registries: what a model's own change costs (bench/RESULTS.md, missing values).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BASE=$(cd "$1" && pwd); BODY=$2; ROUTE=$3
@@ -15,8 +17,9 @@ ROUNDS=${4:-6}; SECONDS_EACH=${5:-5}; CONNS=${6:-16}; TYPE=${7:-application/json
 HERE=$(pwd); PY="$HERE/.venv/bin/python"; LOGS="$HERE/bench/.cache/logs"; mkdir -p "$LOGS"
 PIDS=()
 trap 'kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true' EXIT
-serve() {  # serve SRC PORT
-  (cd "$1" && PREDICT_PORT=$2 PREDICT_MODELS_DIR="$HERE/models" PYTHONPATH="$1" \
+AFTER_MODELS=$(cd "${AFTER_MODELS:-models}" && pwd); BEFORE_MODELS=$(cd "${BEFORE_MODELS:-models}" && pwd)
+serve() {  # serve SRC PORT MODELS
+  (cd "$1" && PREDICT_PORT=$2 PREDICT_MODELS_DIR="$3" PYTHONPATH="$1" \
     exec "$PY" -m service >"$LOGS/ab-$2.log" 2>&1) &
   PIDS+=($!)
 }
@@ -25,7 +28,7 @@ rate() {  # rate PORT SECONDS: requests per second of one wrk run
     | sed -n 's/^BENCH_JSON //p' \
     | "$PY" -c 'import json,sys; d=json.load(sys.stdin); assert not d["status"], d; print(round(d["requests"]*1e6/d["duration_us"]))'
 }
-serve "$HERE" 18631; serve "$BASE" 18632
+serve "$HERE" 18631 "$AFTER_MODELS"; serve "$BASE" 18632 "$BEFORE_MODELS"
 for port in 18631 18632; do
   for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$port/readyz" && break; sleep 0.2; done
   rate "$port" 1 >/dev/null  # warm-up

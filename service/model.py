@@ -23,6 +23,7 @@ from service.manifest import (
     LOAD_TIMEOUT_SECONDS,
     MANIFEST_FILE,
     MAX_MODEL_BYTES,
+    MISSING_CATEGORY,
     FileTooLarge,
     Manifest,
     ManifestError,
@@ -119,6 +120,8 @@ def load_model(
 def self_check(model: LoadedModel, deadline: float | None = None) -> float:
     """Run the manifest's example records through the full request path; return the max abs diff.
 
+    An example may leave a nullable feature out (it is then missing, as in a request). A model
+    with nullable features must also impute as its manifest says (`_imputation_probe`).
     With a deadline (time.monotonic()), onnxruntime is told to stop the run when it passes, so
     a pathologically slow graph is refused instead of holding the loader.
     """
@@ -138,6 +141,8 @@ def self_check(model: LoadedModel, deadline: float | None = None) -> float:
     with _stopped_at(deadline, options):
         try:
             got = model.predict(batch, options).probabilities
+            probe = _imputation_probe(model, batch)
+            imputed = None if probe is None else model.predict(probe, options).probabilities
         except ORT_ERRORS as exc:
             if options.terminate:
                 raise SelfCheckFailed(f"{where}: the self-check ran out of time") from exc
@@ -152,7 +157,38 @@ def self_check(model: LoadedModel, deadline: float | None = None) -> float:
             f"{where}: probabilities differ from the manifest's by {gap:.3g} "
             f"(> {SELF_CHECK_TOLERANCE:g})"
         )
+    if imputed is not None:
+        _check_imputation(imputed, where)
     return gap
+
+
+def _imputation_probe(model: LoadedModel, batch: Batch) -> Batch | None:
+    """Two rows from the first example: every nullable feature missing, then given its impute
+    value (None for a model without nullable features). The graph must answer both alike, so
+    what the manifest (and the docs, the page, V2 metadata) says a missing value becomes is
+    what the model does; a feature with a missing indicator is left missing in both rows, the
+    indicator telling them apart.
+    """
+    nullable = model.validator.nullable
+    if not nullable:
+        return None
+    inputs = {name: np.concatenate([array[:1], array[:1]]) for name, array in batch.inputs.items()}
+    for feature in nullable:
+        column = inputs[feature.name]
+        column[0, 0] = MISSING_CATEGORY if feature.type == "category" else np.nan
+        column[1, 0] = column[0, 0] if feature.missing_indicator else feature.impute_value
+    return Batch(2, inputs, {})
+
+
+def _check_imputation(probabilities: npt.NDArray[np.float32], where: str) -> None:
+    if not np.isfinite(probabilities).all():
+        raise SelfCheckFailed(f"{where}: missing values give non-finite probabilities")
+    gap = float(np.max(np.abs(probabilities[0].astype(np.float64) - probabilities[1])))
+    if not gap <= SELF_CHECK_TOLERANCE:
+        raise SelfCheckFailed(
+            f"{where}: missing values are not imputed as the manifest says: the probabilities "
+            f"differ from those with the impute values by {gap:.3g} (> {SELF_CHECK_TOLERANCE:g})"
+        )
 
 
 def _load(folder: Path, where: str, threads: int, max_bytes: int, deadline: float) -> LoadedModel:

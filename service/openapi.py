@@ -11,7 +11,8 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, Field
 
-from service.manifest import Feature, Manifest
+from service.codecs.probabilities import FLAG_SEPARATOR
+from service.manifest import MISSING_CATEGORY, Feature, Manifest
 from service.model import LoadedModel
 from service.registry import TaskStatus
 
@@ -32,12 +33,14 @@ PUBLIC_MANIFEST_FIELDS = {
     "onnx",
     "parity_max_abs_diff",
     "examples",
+    "na_values",
     "library_versions",
 }
 
 
 class PredictRequest(BaseModel):
-    """A batch of records; each record maps every feature name of the model to its value."""
+    """A batch of records; each record maps every feature name of the model to its value (a
+    nullable feature's may be null or left out)."""
 
     records: list[dict[str, Any]] = Field(
         min_length=1, description="1 to PREDICT_MAX_BATCH_RECORDS records."
@@ -54,6 +57,10 @@ class PredictionOut(BaseModel):
     out_of_range: list[str] = Field(
         description="Features whose value lies outside the range seen in training (extrapolation)."
     )
+    imputed: list[str] = Field(
+        description="Nullable features the record left missing (null or absent): the model used "
+        "the value it learned in training instead (see the model's features)."
+    )
 
 
 class PredictResponse(BaseModel):
@@ -69,17 +76,21 @@ class Tensor(BaseModel):
     name: str
     shape: list[int]
     datatype: str = Field(description="FP32, FP64, INT8-64, UINT8-64, BOOL or BYTES.")
-    data: list[Any]
+    data: list[Any] = Field(
+        description="Row-major elements. A null element is a missing value, allowed where the "
+        "model's metadata gives the input `parameters.nullable: true` (BYTES inputs also take an "
+        "empty string); the model then uses `parameters.impute_value`."
+    )
     parameters: dict[str, Any] | None = None
 
 
 class RequestedOutput(BaseModel):
-    name: str = Field(description="label or probabilities")
+    name: str = Field(description="label, probabilities, or (a model with nullable inputs) imputed")
     parameters: dict[str, Any] | None = None
 
 
 class InferRequest(BaseModel):
-    """One input tensor per feature ([n] or [n, 1]); outputs default to both."""
+    """One input tensor per feature ([n] or [n, 1]); outputs default to all the model's."""
 
     id: str | None = None
     inputs: list[Tensor]
@@ -104,6 +115,7 @@ def model_summary(status: TaskStatus, model: LoadedModel | None) -> dict[str, An
         "title": manifest.title if manifest else None,
         "kind": manifest.kind if manifest else None,
         "labels": manifest.labels if manifest else None,
+        "nullable": [f.name for f in manifest.features if f.nullable] if manifest else None,
         "created_at": manifest.created_at.isoformat() if manifest else None,
         "predict": f"/v1/models/{status.name}/predict",
         "last_error": status.error,
@@ -243,6 +255,18 @@ def _generic_predict() -> dict[str, Any]:
     }
 
 
+INFER_NOTE = (
+    "One tensor per input, as the model's metadata lists them (`GET /v2/models/{task}`). An "
+    "input whose metadata `parameters` say `nullable: true` may hold `null` elements (a BYTES "
+    "input also an empty string): the value is missing and the model uses "
+    "`parameters.impute_value`, learned by `parameters.impute` from the training data. A null "
+    "in any other input is a 400 naming the input and element. Such a model has a third output, "
+    "`imputed` (BYTES [n]): per row the inputs that were missing, joined by "
+    f"`{FLAG_SEPARATOR}` (an empty string when none); it is returned when `outputs` is absent or "
+    "empty, or when requested by name."
+)
+
+
 def _infer(path: str) -> dict[str, Any]:
     parameters = [_path_parameter("task")]
     if "{model_version}" in path:
@@ -256,9 +280,11 @@ def _infer(path: str) -> dict[str, Any]:
             "required": True,
             "content": {"application/json": {"schema": {"$ref": REF.format(model="InferRequest")}}},
         },
+        "description": INFER_NOTE,
         "responses": {
             "200": {
-                "description": "label (BYTES [n]) and probabilities (FP32 [n, k])",
+                "description": "label (BYTES [n]), probabilities (FP32 [n, k]) and, for a model "
+                "with nullable inputs, imputed (BYTES [n])",
                 "content": {
                     "application/json": {"schema": {"$ref": REF.format(model="InferResponse")}}
                 },
@@ -288,7 +314,7 @@ def record_schema(manifest: Manifest) -> dict[str, Any]:
         "title": f"{manifest.title or manifest.name} record",
         "type": "object",
         "properties": {feature.name: _property(feature) for feature in manifest.features},
-        "required": [feature.name for feature in manifest.features],
+        "required": [feature.name for feature in manifest.features if not feature.nullable],
         "additionalProperties": False,
     }
     if manifest.examples:
@@ -312,11 +338,42 @@ def _property(feature: Feature) -> dict[str, Any]:
         notes.append(f"Seen in training: {feature.train_min:g} to {feature.train_max:g}.")
     if feature.aliases:
         notes.append(f"CSV aliases: {', '.join(feature.aliases)}.")
+    if feature.nullable:
+        prop["type"] = [prop["type"], "null"]
+        if feature.categories:  # an empty string is a missing category too
+            prop["enum"] = [*feature.categories, MISSING_CATEGORY, None]
+        prop["x-impute"] = feature.impute
+        prop["x-impute-value"] = feature.impute_value
+        notes.append(f"{_missing_rule(feature)}.")
     prop["description"] = " ".join(note for note in notes if note)
     return prop
 
 
+IMPUTE_WORDS = {
+    "median": "the median of the training data",
+    "mean": "the mean of the training data",
+    "most_frequent": "the most frequent value in training",
+    "constant": "a constant",
+}
+
+
+def _missing_rule(feature: Feature) -> str:
+    """What a nullable feature's missing value becomes, in words."""
+    words = IMPUTE_WORDS.get(feature.impute or "", feature.impute or "")
+    rate = f"; missing in {feature.train_missing_rate:.1%} of the training rows"
+    return f"May be null or left out: the model then uses {_impute_value(feature)} ({words}){rate}"
+
+
+def _impute_value(feature: Feature) -> str:
+    """The value a missing one becomes, as JSON writes it (a bool's 0 or 1 as false or true)."""
+    value = feature.impute_value
+    if feature.type == "bool" and isinstance(value, float | int):
+        return "true" if value else "false"
+    return f"{value:g}" if isinstance(value, float | int) else repr(value)
+
+
 def _response_schema(manifest: Manifest) -> dict[str, Any]:
+    nullable = [f.name for f in manifest.features if f.nullable]
     probabilities = {
         label: {"type": "number", "minimum": 0, "maximum": 1} for label in manifest.labels
     }
@@ -330,6 +387,13 @@ def _response_schema(manifest: Manifest) -> dict[str, Any]:
                 "type": "array",
                 "items": {"type": "string"},
                 "description": "Features outside the range seen in training.",
+            },
+            "imputed": {
+                "type": "array",
+                "items": {"type": "string", "enum": nullable} if nullable else {"type": "string"},
+                "maxItems": len(nullable),
+                "description": "Nullable features the record left missing (null or absent); "
+                "the model used each one's impute value instead.",
             },
         },
     }
@@ -383,13 +447,30 @@ def _description(manifest: Manifest) -> str:
         "",
         f"Labels: {', '.join(manifest.labels)}. {_probability_note(manifest)}",
         "",
-        "| feature | type | unit | allowed | description |",
-        "| --- | --- | --- | --- | --- |",
     ]
+    nullable = any(f.nullable for f in manifest.features)  # then a column says what a
+    missing = ["if missing"] * nullable  # missing value becomes
+    header = ["feature", "type", "unit", "allowed", *missing, "description"]
+    lines += [f"| {' | '.join(header)} |", "|" + " --- |" * len(header)]
     for f in manifest.features:
         allowed = ", ".join(f.categories) if f.categories else _domain(f)
-        lines.append(f"| `{f.name}` | {f.type} | {f.unit} | {allowed} | {f.description} |")
+        rule = [_if_missing(f)] * nullable
+        cells = [f"`{f.name}`", f.type, f.unit, allowed, *rule, f.description]
+        lines.append(f"| {' | '.join(cells)} |")
+    if nullable:
+        lines += [
+            "",
+            "A nullable feature may be `null` or left out of a record (in CSV: an empty cell or "
+            f"one of {', '.join(repr(v) for v in manifest.na_values)}); the model then uses the "
+            "value shown, and the prediction lists the feature in `imputed`.",
+        ]
     return "\n".join(lines)
+
+
+def _if_missing(feature: Feature) -> str:
+    if not feature.nullable:
+        return "required"
+    return f"{feature.impute}: {_impute_value(feature)}"
 
 
 def _domain(feature: Feature) -> str:
@@ -414,7 +495,7 @@ def _csv_example(manifest: Manifest) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([f.name for f in manifest.features])
     for example in manifest.examples[:2]:
-        writer.writerow([_cell(example.record[f.name]) for f in manifest.features])
+        writer.writerow([_cell(example.record.get(f.name, "")) for f in manifest.features])
     return out.getvalue()
 
 

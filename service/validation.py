@@ -35,6 +35,9 @@ BOOL_WORDS: dict[str, float] = {
 Matrix = npt.NDArray[np.float64]
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 NO_FLAGS: list[str] = []
+# What `batch_from_records` writes for a missing number: this one NaN object, told apart by
+# identity from a value of the wrong type (a nullable bool's column holds bools and it).
+MISSING_NUMBER = float("nan")
 Mask = npt.NDArray[np.bool_]
 
 
@@ -184,9 +187,9 @@ class Validator:
         """Types as JSON gives them: numbers (float, int), true/false (bool), strings (category).
 
         Each value of the wrong type is reported to `found`; `ABSENT` (a field the record lacks,
-        reported already) is not. Returns, per feature with any, the mask of values that are
-        not to be checked again. One set of types per group of features (not per feature)
-        keeps wide records cheap.
+        reported already) is not, nor MISSING_NUMBER (a nullable bool's missing value).
+        Returns, per feature with any, the mask of values that are not to be checked again. One
+        set of types per group of features (not per feature) keeps wide records cheap.
         """
         unread: dict[str, Mask] = {}
         for allowed, group in self.type_groups:
@@ -199,7 +202,11 @@ class Validator:
                 mask = np.fromiter(
                     (type(v) not in allowed for v in values), dtype=np.bool_, count=len(values)
                 )
-                bad = [i for i in np.flatnonzero(mask).tolist() if values[i] is not ABSENT]
+                bad = [
+                    i
+                    for i in np.flatnonzero(mask).tolist()
+                    if values[i] is not ABSENT and values[i] is not MISSING_NUMBER
+                ]
                 picked = bad if found.limit is None else bad[: found.limit]
                 found.add([wrong_type(feature, i, values[i]) for i in picked], len(bad))
                 unread[feature.name] = mask
@@ -260,7 +267,7 @@ class Validator:
     def _missing(
         self, numbers: Matrix, categories: Mapping[str, Sequence[str] | npt.NDArray[np.object_]]
     ) -> dict[str, Mask]:
-        """Per nullable feature with any, the records where it is missing."""
+        """Per nullable feature with any, the records where it is missing (in feature order)."""
         missing: dict[str, Mask] = {}
         for j in self._nullable_rows:
             mask = np.isnan(numbers[j])
@@ -269,8 +276,8 @@ class Validator:
         for name in self._nullable_categories:
             values = categories[name]
             if MISSING_CATEGORY in values:
-                missing[name] = np.array([v == MISSING_CATEGORY for v in values], dtype=np.bool_)
-        return missing
+                missing[name] = np.asarray(values, dtype=object) == MISSING_CATEGORY
+        return {f.name: missing[f.name] for f in self.nullable if f.name in missing}
 
     def listed(self, found: Problems) -> tuple[list[Problem], int]:
         """The problems by record, then in feature order (the first `found.limit`), and how many
@@ -578,7 +585,7 @@ def _with_missing(
     for feature in validator.nullable:
         values = columns[feature.name]
         if None in values or ABSENT in values:
-            missing = MISSING_CATEGORY if feature.type == "category" else np.nan
+            missing = MISSING_CATEGORY if feature.type == "category" else MISSING_NUMBER
             filled[feature.name] = [missing if v is None or v is ABSENT else v for v in values]
     return filled
 

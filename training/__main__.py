@@ -25,6 +25,7 @@ from training import registry
 from training.data import DataError
 from training.export import ParityError
 from training.generators import UnknownSource, generate
+from training.model_card import imputed_text
 from training.quality import DataQuality
 from training.report import write_model_card
 from training.spec import SpecError, TaskSpec, builtin_tasks, load_spec, load_task
@@ -97,6 +98,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             _say(err, f"{spec.name}: {results[-1].message}")
     out.print(_summary(results))
     for result in results:
+        _print_missing(result.manifest)
         _print_quality(result.manifest.name, result.quality)
     return EXIT_OK if all(r.promoted for r in results) else EXIT_FAILED
 
@@ -280,6 +282,21 @@ def _summary(results: list[TrainResult]) -> Table:
             f"{r.seconds:.1f}",
         )
     return table
+
+
+def _print_missing(manifest: Manifest) -> None:
+    """The features a record may leave out: rule, value used, share missing in training."""
+    nullable = [f for f in manifest.features if f.nullable]
+    if not nullable:
+        return
+    _say(out, f"{manifest.name}: may be missing ({len(nullable)} of {len(manifest.features)}):")
+    for f in nullable:
+        indicator = ", with an indicator input" if f.missing_indicator else ""
+        _say(
+            out,
+            f"  {f.name}: {f.impute} -> {imputed_text(f)}{indicator} "
+            f"({f.train_missing_rate:.1%} missing in training)",
+        )
 
 
 def _print_quality(task: str, quality: DataQuality) -> None:

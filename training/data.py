@@ -1,7 +1,9 @@
 """Turn a CSV (or a generated frame) into checked feature columns and class indices, then split it.
 
 Every value is read as text and converted here, so a bad cell is reported with its column and CSV
-line instead of surfacing later as a NaN inside the model.
+line instead of surfacing later as a NaN inside the model. A cell the spec's `na_values` calls
+missing (or a blank one) is allowed in a nullable feature only: it becomes NaN for a number and
+MISSING_CATEGORY for a category, as the service feeds it to the graph, which imputes it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy.typing as npt
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from service.manifest import header_keys
+from service.manifest import MISSING_CATEGORY, header_keys
 from training.spec import FeatureSpec, SplitSpec, TaskSpec
 
 TRUE_WORDS = frozenset({"1", "1.0", "true", "yes", "y", "t"})
@@ -93,7 +95,10 @@ def from_frame(
         raise DataError(f"{where}: no data rows")
     columns = _match_columns(spec, frame, where)
     X = pd.DataFrame(
-        {f.name: _convert(f, frame[columns[f.name]], where, columns[f.name]) for f in spec.features}
+        {
+            f.name: _convert(f, frame[columns[f.name]], where, columns[f.name], spec.na_values)
+            for f in spec.features
+        }
     )
     y = _labels(spec, frame[columns[spec.target.name]], where, columns[spec.target.name])
     if len(np.unique(y)) < 2:
@@ -105,6 +110,16 @@ def from_frame(
     if sha256 is None:
         sha256 = _sha(frame.to_csv(index=False).encode())
     return Dataset(X, y, probability, source, sha256, columns)
+
+
+def missing_mask(spec: TaskSpec, X: pd.DataFrame) -> pd.DataFrame:
+    """True where a feature value is missing: NaN for a number, MISSING_CATEGORY for a category."""
+    return pd.DataFrame(
+        {
+            f.name: X[f.name] == MISSING_CATEGORY if f.type == "category" else X[f.name].isna()
+            for f in spec.features
+        }
+    )
 
 
 def split(data: Dataset, plan: SplitSpec, seed: int) -> Splits:
@@ -175,34 +190,55 @@ def _match_columns(spec: TaskSpec, frame: pd.DataFrame, where: str) -> dict[str,
     return columns
 
 
-def _convert(feature: FeatureSpec, cells: pd.Series, where: str, header: str) -> pd.Series:
-    """Text cells to checked values: floats for numbers (ints and bools too), str for categories."""
+def _convert(
+    feature: FeatureSpec, cells: pd.Series, where: str, header: str, na_values: tuple[str, ...]
+) -> pd.Series:
+    """Text cells to checked values: floats for numbers (ints and bools too), str for categories;
+    a missing cell is NaN, or MISSING_CATEGORY for a category (nullable features only)."""
     text = cells.astype(str).str.strip()
-    _fail_first(text == "", where, header, text, "is empty")
+    missing = _missing(cells, text, na_values)
+    if feature.type == "category":  # a category spelled like a missing value is that category
+        missing &= ~text.isin(feature.categories or ())
+    if not feature.nullable:
+        _fail_missing(
+            missing,
+            where,
+            header,
+            text,
+            f"a required feature: to allow missing values set features.{feature.name}.impute "
+            "(or [defaults] impute)",
+        )
+    elif bool(missing.all()):
+        raise DataError(
+            f"{where}: column {header!r}: every value is missing, so there is nothing to learn "
+            f"features.{feature.name}.impute from"
+        )
+    present = ~missing
     if feature.type == "category":
         allowed = feature.categories or ()
         _fail_first(
-            ~text.isin(allowed),
+            present & ~text.isin(allowed),
             where,
             header,
             text,
             f"is not a known category (allowed: {', '.join(allowed)})",
         )
-        return text.astype(object)
+        return text.where(present, MISSING_CATEGORY).astype(object)
     if feature.type == "bool":
         lower = text.str.lower()
         _fail_first(
-            ~lower.isin(TRUE_WORDS | FALSE_WORDS),
+            present & ~lower.isin(TRUE_WORDS | FALSE_WORDS),
             where,
             header,
             text,
             "is not a boolean (use 0/1 or true/false)",
         )
-        return lower.isin(TRUE_WORDS).astype(np.float64)
-    values = pd.to_numeric(text, errors="coerce").astype(np.float64)
-    _fail_first(~np.isfinite(values), where, header, text, "is not a finite number")
+        return lower.isin(TRUE_WORDS).astype(np.float64).where(present)
+    values = pd.to_numeric(text.where(present), errors="coerce").astype(np.float64)
+    _fail_first(present & ~np.isfinite(values), where, header, text, "is not a finite number")
     if feature.type == "int":
-        _fail_first(values != np.round(values), where, header, text, "is not a whole number")
+        whole = values == np.round(values)
+        _fail_first(present & ~whole, where, header, text, "is not a whole number")
     low = -np.inf if feature.min is None else feature.min
     high = np.inf if feature.max is None else feature.max
     _fail_first(
@@ -217,12 +253,19 @@ def _convert(feature: FeatureSpec, cells: pd.Series, where: str, header: str) ->
     return values
 
 
+def _missing(cells: pd.Series, text: pd.Series, na_values: tuple[str, ...]) -> pd.Series:
+    """Cells that mean "missing": a blank, one of the spec's na_values, or a frame's own NaN."""
+    return cells.isna() | (text == "") | text.isin(na_values)
+
+
 def _labels(spec: TaskSpec, cells: pd.Series, where: str, header: str) -> npt.NDArray[np.int64]:
     """Target cells to class indices; a cell may hold the label itself or its CSV value."""
     text = cells.astype(str).str.strip()
     lookup = {str(label): i for i, label in enumerate(spec.target.labels)}
     lookup.update({str(value): i for i, value in enumerate(spec.target.raw_values)})
     known = ", ".join(dict.fromkeys(lookup))
+    missing = _missing(cells, text, spec.na_values) & ~text.isin(lookup)
+    _fail_missing(missing, where, header, text, "every row needs its target (drop the row)")
     _fail_first(~text.isin(lookup), where, header, text, f"is not a known class ({known})")
     return np.asarray(text.map(lookup).to_numpy(), dtype=np.int64)
 
@@ -232,9 +275,26 @@ def _fail_first(bad: pd.Series, where: str, header: str, text: pd.Series, rule: 
     if not bool(bad.any()):
         return
     row = int(np.flatnonzero(bad.to_numpy())[0])
-    count = int(bad.sum())
-    more = f" ({count - 1} more rows like it)" if count > 1 else ""
     raise DataError(
         f"{where}: column {header!r}, line {row + FIRST_DATA_LINE}: "
-        f"{text.iloc[row][:60]!r} {rule}{more}"
+        f"{text.iloc[row][:60]!r} {rule}{_more(bad)}"
     )
+
+
+def _fail_missing(
+    missing: pd.Series, where: str, header: str, text: pd.Series, advice: str
+) -> None:
+    """Raise for the first missing cell where none may be, naming column, line and what to do."""
+    if not bool(missing.any()):
+        return
+    row = int(np.flatnonzero(missing.to_numpy())[0])
+    shown = repr(text.iloc[row][:60]) if text.iloc[row] else "empty"
+    raise DataError(
+        f"{where}: column {header!r}, line {row + FIRST_DATA_LINE}: {shown} (missing)"
+        f"{_more(missing)}; {advice}"
+    )
+
+
+def _more(bad: pd.Series) -> str:
+    count = int(bad.sum())
+    return f" ({count - 1} more rows like it)" if count > 1 else ""

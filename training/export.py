@@ -19,8 +19,21 @@ from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from service.manifest import DataInfo, Evaluation, Example, Manifest, OnnxInfo, Scalar, sha256_file
-from training.spec import TaskSpec
+from service.manifest import (
+    MISSING_CATEGORY,
+    DataInfo,
+    Evaluation,
+    Example,
+    Feature,
+    Manifest,
+    OnnxInfo,
+    Scalar,
+    sha256_file,
+)
+from training.converters import register_converters
+from training.data import missing_mask
+from training.pipeline import imputed_values
+from training.spec import FeatureSpec, SpecError, TaskSpec
 
 MODEL_FILE = "model.onnx"
 TARGET_OPSET = 17
@@ -28,6 +41,9 @@ ML_OPSET = 3
 PARITY_TOLERANCE = 1e-5
 OUTPUTS = ["label", "probabilities"]
 EXAMPLE_COUNT = 5
+# Check rows copied with missing values for the parity gate: each nullable feature blanked
+# alone, then all of them at once.
+PARITY_MISSING_ROWS = 20
 # What onnxruntime raises for a model it cannot load or run (no common base but Exception).
 ORT_ERRORS: tuple[type[Exception], ...] = (
     ort_state.Fail,
@@ -42,6 +58,10 @@ LIBRARIES = ("scikit-learn", "skl2onnx", "onnx", "onnxruntime", "numpy", "pandas
 
 class ParityError(Exception):
     """onnxruntime and scikit-learn disagree beyond the tolerance: the model is not written."""
+
+
+class ConversionError(SpecError):
+    """skl2onnx cannot convert what the spec asks for; the message names the keys to change."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +89,7 @@ def export_model(
     """Write model.onnx and manifest.json into `folder` after the parity gate passes."""
     model_bytes = convert(pipeline, spec)
     session = open_session(model_bytes)
-    max_diff = parity_gap(pipeline, session, spec, run.check_X)
+    max_diff = parity_gap(pipeline, session, spec, parity_rows(spec, run.check_X))
     if not max_diff <= tolerance:
         raise ParityError(
             f"{spec.name}: onnxruntime and scikit-learn probabilities differ by {max_diff:.3g} "
@@ -87,7 +107,7 @@ def export_model(
         labels=list(spec.target.labels),
         positive_label=spec.target.positive,
         threshold=run.threshold,
-        features=[_manifest_feature(spec, name, run) for name in spec.feature_names],
+        features=_manifest_features(spec, pipeline, run.train_X),
         onnx=OnnxInfo(
             file=MODEL_FILE,
             sha256=sha256_file(folder / MODEL_FILE),
@@ -99,7 +119,8 @@ def export_model(
         holdout_metrics=run.holdout_metrics,
         data=run.data,
         parity_max_abs_diff=max_diff,
-        examples=examples(session, spec, run.check_X.head(EXAMPLE_COUNT)),
+        examples=examples(session, spec, example_rows(spec, run.check_X)),
+        na_values=list(spec.na_values),
         library_versions=library_versions(),
         params=run.params,
     )
@@ -108,25 +129,54 @@ def export_model(
 
 
 def convert(pipeline: Pipeline, spec: TaskSpec) -> bytes:
-    """The whole pipeline, preprocessing included, as one ONNX graph with one input per feature."""
-    initial_types = [
-        (
-            f.name,
-            StringTensorType([None, 1]) if f.type == "category" else FloatTensorType([None, 1]),
-        )
-        for f in spec.features
-    ]
+    """The whole pipeline, preprocessing included, as one ONNX graph with one input per feature.
+
+    Anything skl2onnx cannot convert is a ConversionError naming the spec keys that asked for it.
+    """
+    register_converters()
+    initial_types = [(f.name, _tensor_type(f, 1)) for f in spec.features]
     options: dict[int, dict[str, Any]] = {id(pipeline.steps[-1][1]): {"zipmap": False}}
     for scaler in _scalers(pipeline):
         options[id(scaler)] = {"div": "div"}
-    model = to_onnx(
-        pipeline,
-        initial_types=initial_types,
-        target_opset={"": TARGET_OPSET, "ai.onnx.ml": ML_OPSET},
-        options=options,
-    )
+    try:
+        model = to_onnx(
+            pipeline,
+            initial_types=initial_types,
+            target_opset={"": TARGET_OPSET, "ai.onnx.ml": ML_OPSET},
+            options=options,
+        )
+    except Exception as exc:  # skl2onnx raises anything from RuntimeError to AttributeError
+        raise ConversionError(_conversion_problem(pipeline, spec, exc)) from exc
     _rename_outputs(model)
     return bytes(model.SerializeToString())
+
+
+def _tensor_type(feature: FeatureSpec, columns: int) -> Any:
+    kind = StringTensorType if feature.type == "category" else FloatTensorType
+    return kind([None, columns])
+
+
+def _conversion_problem(pipeline: Pipeline, spec: TaskSpec, exc: Exception) -> str:
+    """Which preprocessing branch fails alone, and the spec keys behind it; else the whole."""
+    reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    for branch, transformer, columns in pipeline.named_steps["pre"].transformers_:
+        if branch == "remainder" or not columns:
+            continue
+        try:
+            to_onnx(
+                transformer,
+                initial_types=[("X", _tensor_type(spec.feature(columns[0]), len(columns)))],
+                target_opset={"": TARGET_OPSET, "ai.onnx.ml": ML_OPSET},
+            )
+        except Exception as alone:  # the same converters, one branch at a time
+            key = "missing_indicator" if branch.startswith("missing_") else "impute"
+            keys = ", ".join(f"features.{name}.{key}" for name in columns)
+            return (
+                f"{spec.name}: skl2onnx cannot convert the {branch!r} step for "
+                f"{', '.join(map(repr, columns))} ({type(alone).__name__}: {alone}); "
+                f"change {keys}; nothing was written"
+            )
+    return f"{spec.name}: skl2onnx cannot convert the pipeline ({reason}); nothing was written"
 
 
 def _scalers(pipeline: Pipeline) -> list[StandardScaler]:
@@ -159,6 +209,37 @@ def feeds(spec: TaskSpec, X: pd.DataFrame) -> dict[str, npt.NDArray[Any]]:
     return arrays
 
 
+def parity_rows(spec: TaskSpec, X: pd.DataFrame) -> pd.DataFrame:
+    """The rows the parity gate compares: `X`, then, if features may be missing, copies of its
+    first rows with each nullable feature missing in turn, and with all of them missing."""
+    nullable = [spec.feature(name) for name in spec.nullable_features]
+    if not nullable:
+        return X
+    head = X.head(PARITY_MISSING_ROWS)
+    copies = [_blank(head, [feature]) for feature in nullable]
+    copies.append(_blank(head, nullable))
+    return pd.concat([X, *copies], ignore_index=True)
+
+
+def example_rows(spec: TaskSpec, X: pd.DataFrame) -> pd.DataFrame:
+    """The examples' rows: the first check rows, and when features may be missing but none of
+    these rows has a missing value, the first row again with every nullable feature missing (so
+    the service's load-time self-check covers imputation)."""
+    rows = X.head(EXAMPLE_COUNT)
+    nullable = [spec.feature(name) for name in spec.nullable_features]
+    if not nullable or bool(missing_mask(spec, rows).to_numpy().any()):
+        return rows
+    return pd.concat([rows, _blank(rows.head(1), nullable)], ignore_index=True)
+
+
+def _blank(X: pd.DataFrame, features: list[FeatureSpec]) -> pd.DataFrame:
+    """A copy of `X` with the given features missing, as the service passes them to the graph."""
+    copy = X.copy()
+    for feature in features:
+        copy[feature.name] = MISSING_CATEGORY if feature.type == "category" else np.nan
+    return copy
+
+
 def onnx_probabilities(
     session: ort.InferenceSession, spec: TaskSpec, X: pd.DataFrame
 ) -> npt.NDArray[np.float64]:
@@ -178,9 +259,10 @@ def parity_gap(
 def examples(session: ort.InferenceSession, spec: TaskSpec, X: pd.DataFrame) -> list[Example]:
     """Records with onnxruntime's answers: the service's load-time self-check and doc example."""
     probabilities = onnx_probabilities(session, spec, X)
+    present = ~missing_mask(spec, X)
     records = [
-        {f.name: json_scalar(f.type, row[f.name]) for f in spec.features}
-        for row in X.to_dict(orient="records")
+        {f.name: json_scalar(f.type, row[f.name]) for f in spec.features if present.at[i, f.name]}
+        for i, row in zip(X.index, X.to_dict(orient="records"), strict=True)
     ]
     return [
         Example(record=record, probabilities=[float(p) for p in probs])
@@ -192,12 +274,20 @@ def library_versions() -> dict[str, str]:
     return {name: importlib.metadata.version(name) for name in LIBRARIES}
 
 
-def _manifest_feature(spec: TaskSpec, name: str, run: ExportInputs) -> Any:
-    feature = next(f for f in spec.features if f.name == name)
-    if feature.type == "category":
-        return feature.to_manifest(None, None)
-    column = run.train_X[name].astype(np.float64)
-    return feature.to_manifest(float(column.min()), float(column.max()))
+def _manifest_features(spec: TaskSpec, pipeline: Pipeline, train_X: pd.DataFrame) -> list[Feature]:
+    """Each feature as the manifest records it, with what the training rows showed: the range,
+    the share of missing values, and the value the imputer learned (nullable features)."""
+    learned = imputed_values(pipeline)
+    rates = missing_mask(spec, train_X).mean()
+    features = []
+    for feature in spec.features:
+        low = high = None
+        if feature.type != "category":
+            column = train_X[feature.name].astype(np.float64)
+            low, high = float(column.min()), float(column.max())
+        value = learned.get(feature.name) if feature.nullable else None
+        features.append(feature.to_manifest(low, high, value, float(rates[feature.name])))
+    return features
 
 
 def json_scalar(kind: str, value: Any) -> Scalar:

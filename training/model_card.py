@@ -47,6 +47,7 @@ def render_model_card(
         _data(manifest.data),
         _quality(quality),
         _features(manifest.features),
+        _missing_values(manifest),
         _parameters(manifest.params),
         _threshold(manifest),
         _metrics(manifest),
@@ -197,6 +198,49 @@ def _features(features: Iterable[Feature]) -> str:
         for f in features
     ]
     return "## Features\n\nIn input order (the ONNX input names):\n\n" + _table(header, rows)
+
+
+def _missing_values(manifest: Manifest) -> str:
+    """Which features a record may leave out, and what the model uses instead."""
+    nullable = [f for f in manifest.features if f.nullable]
+    if not nullable:
+        return ""
+    header = ["Feature", "Rule", "Value used", "Indicator input", "Missing in training"]
+    rows = [
+        (
+            f"`{f.name}`",
+            f"`{f.impute}`",
+            f"`{imputed_text(f)}`",
+            "yes" if f.missing_indicator else "no",
+            f"{f.train_missing_rate:.1%}",
+        )
+        for f in nullable
+    ]
+    required = [f"`{f.name}`" for f in manifest.features if not f.nullable]
+    words = ", ".join(f"`{value}`" for value in manifest.na_values if value)
+    cells = f"a blank CSV cell or one of {words}" if words else "a blank CSV cell"
+    intro = (
+        f"A record may leave these features out (JSON `null` or absent, {cells}); the model "
+        "itself fills in the value below, learned from the training rows "
+        "by the rule (or given by the spec for `constant`). With an indicator input the model "
+        "also sees that the value was missing."
+    )
+    rest = (
+        f"The other features are required: {', '.join(required)}."
+        if required
+        else "Every feature may be missing."
+    )
+    return "\n\n".join(["## Missing values", intro, _table(header, rows), rest])
+
+
+def imputed_text(feature: Feature) -> str:
+    """The value used for a missing feature, as a reader would write it (a category as it is)."""
+    value = feature.impute_value
+    if isinstance(value, str):
+        return value
+    if feature.type == "bool" and value in (0.0, 1.0):
+        return "true" if value else "false"
+    return _number(value)
 
 
 def _domain(feature: Feature) -> str:

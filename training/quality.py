@@ -15,7 +15,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from service.manifest import normalize_header
-from training.data import Dataset
+from training.data import Dataset, missing_mask
 from training.spec import TaskSpec
 
 # Largest class over smallest class beyond which accuracy says little on its own.
@@ -64,7 +64,7 @@ def assess(spec: TaskSpec, data: Dataset) -> DataQuality:
         duplicate_rows=int(keyed.duplicated().sum()),
         conflicting_rows=int((labels_per_features > 1).sum()),
         constant_columns=[name for name in spec.feature_names if constant[name]],
-        missing_rate={name: float(rate) for name, rate in X.isna().mean().items()},
+        missing_rate={name: float(rate) for name, rate in missing_mask(spec, X).mean().items()},
         class_counts={label: int(n) for label, n in zip(spec.target.labels, counts, strict=True)},
         whole_number_columns=[
             f.name for f in numeric if f.type == "float" and seen[f.name] and whole[f.name]

@@ -19,11 +19,13 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from service.manifest import Feature, FeatureType
+from service.manifest import DEFAULT_NA_VALUES, Feature, FeatureType, ImputeRule
 
 TASKS_DIR = Path(__file__).parent / "tasks"
 
@@ -34,6 +36,15 @@ _NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 # pydantic tags the errors of each member of a union (`values = [1.5]`) with the member's type.
 _UNION_TAGS = frozenset({"int", "str", "float", "bool"})
 _NAME_CLASH = "name_clash"
+# How a missing value is filled in: the four rules of scikit-learn's SimpleImputer (a category
+# has no median or mean).
+IMPUTE_RULES: tuple[ImputeRule, ...] = ("median", "mean", "most_frequent", "constant")
+CATEGORY_RULES: tuple[ImputeRule, ...] = ("most_frequent", "constant")
+# A feature's `impute`: a rule, or "none" (required, whatever [defaults] says).
+ImputeChoice = Literal["median", "mean", "most_frequent", "constant", "none"]
+FillValue = bool | int | float | str
+# The keys of a feature that a [defaults] table may set for it.
+DEFAULT_KEYS = ("impute", "fill_value", "missing_indicator")
 
 
 def _snake(hint: str) -> AfterValidator:
@@ -52,6 +63,13 @@ TaskName = Annotated[str, _snake("")]
 ColumnName = Annotated[str, _snake("; any CSV header can be matched through `aliases`")]
 Positive = Annotated[float, Field(gt=0)]
 Fraction = Annotated[float, Field(gt=0, lt=0.9)]
+
+
+def _stripped(values: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(value.strip() for value in values))
+
+
+NaValues = Annotated[tuple[str, ...], AfterValidator(_stripped)]
 
 
 class SpecError(ValueError):
@@ -73,6 +91,65 @@ class FeatureSpec(_Spec):
     max: float | None = Field(default=None, allow_inf_nan=False)
     categories: tuple[str, ...] | None = None
     aliases: tuple[str, ...] = ()
+    impute: ImputeChoice | None = None
+    fill_value: FillValue | None = Field(default=None, validate_default=True)
+    missing_indicator: bool = False
+
+    @field_validator("categories")
+    @classmethod
+    def _plain_categories(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        # CSV cells are compared stripped, and an empty cell means "missing".
+        if value is not None and any(not c.strip() or c != c.strip() for c in value):
+            raise ValueError("categories are non-empty strings without surrounding spaces")
+        return value
+
+    @field_validator("impute")
+    @classmethod
+    def _rule_fits_type(
+        cls, value: ImputeChoice | None, info: ValidationInfo
+    ) -> ImputeChoice | None:
+        if info.data.get("type") == "category" and value in ("median", "mean"):
+            raise ValueError(
+                f'a category feature is imputed with "most_frequent" or "constant", not "{value}"'
+            )
+        return value
+
+    @field_validator("fill_value")
+    @classmethod
+    def _fill_fits_domain(cls, value: FillValue | None, info: ValidationInfo) -> FillValue | None:
+        if "impute" not in info.data:
+            return value  # the rule itself is wrong and reported
+        rule = info.data["impute"]
+        if value is None:
+            if rule == "constant":
+                raise ValueError(
+                    'impute = "constant" needs a fill_value (the value used for a missing cell), '
+                    "here or in [defaults]"
+                )
+            return value
+        if rule != "constant":
+            now = f'impute is "{rule}"' if rule else "this feature has no impute"
+            raise ValueError(f'fill_value is only used with impute = "constant" ({now})')
+        return _check_fill(value, info.data)
+
+    @field_validator("missing_indicator")
+    @classmethod
+    def _indicator_needs_rule(cls, value: bool, info: ValidationInfo) -> bool:
+        required = "impute" in info.data and info.data["impute"] in (None, "none")
+        if value and required:  # (an invalid impute is reported at its own key)
+            raise ValueError(
+                "missing_indicator needs impute: only a feature that may be missing has one"
+            )
+        return value
+
+    @property
+    def rule(self) -> ImputeRule | None:
+        """How a missing value of this feature is filled in; None for a required feature."""
+        return next((rule for rule in IMPUTE_RULES if rule == self.impute), None)
+
+    @property
+    def nullable(self) -> bool:
+        return self.rule is not None
 
     @model_validator(mode="after")
     def _domain_fits_type(self) -> FeatureSpec:
@@ -91,8 +168,15 @@ class FeatureSpec(_Spec):
             raise ValueError(f"min {self.min} is greater than max {self.max}")
         return self
 
-    def to_manifest(self, train_min: float | None, train_max: float | None) -> Feature:
-        """The manifest's view of this feature, with the range seen in the training rows."""
+    def to_manifest(
+        self,
+        train_min: float | None,
+        train_max: float | None,
+        impute_value: float | str | None = None,
+        train_missing_rate: float = 0.0,
+    ) -> Feature:
+        """The manifest's view of this feature, with what was seen in the training rows: the
+        range, the share of missing values and the value imputed for one (nullable features)."""
         return Feature(
             name=self.name,
             type=self.type,
@@ -104,7 +188,21 @@ class FeatureSpec(_Spec):
             aliases=list(self.aliases),
             train_min=train_min,
             train_max=train_max,
+            nullable=self.nullable,
+            impute=self.rule,
+            impute_value=impute_value,
+            missing_indicator=self.missing_indicator,
+            train_missing_rate=train_missing_rate,
         )
+
+
+class DefaultsSpec(_Spec):
+    """The `[defaults]` table: missing-value settings for every feature that does not set its own
+    (copied into the features by TaskSpec.from_toml, before they are checked)."""
+
+    impute: ImputeRule | None = None
+    fill_value: FillValue | None = None
+    missing_indicator: bool = False
 
 
 class TargetSpec(_Spec):
@@ -186,7 +284,16 @@ class TaskSpec(_Spec):
     split: SplitSpec = SplitSpec()
     mlp: MLPSpec = MLPSpec()
     search: SearchSpec = SearchSpec()
+    defaults: DefaultsSpec = DefaultsSpec()
+    na_values: NaValues = DEFAULT_NA_VALUES
     features: tuple[FeatureSpec, ...] = Field(min_length=1)
+
+    @classmethod
+    def from_toml(cls, raw: dict[str, Any]) -> TaskSpec:
+        """Check a parsed spec file, with its [defaults] copied into each feature that does not
+        set the key itself (pydantic's ValidationError lists every problem)."""
+        # JSON mode keeps strictness (no "5" -> 5) while accepting TOML arrays for tuples.
+        return cls.model_validate_json(json.dumps(_apply_defaults(raw), default=str))
 
     @model_validator(mode="after")
     def _unique_names(self) -> TaskSpec:
@@ -207,6 +314,13 @@ class TaskSpec(_Spec):
     @property
     def categorical_features(self) -> list[str]:
         return [f.name for f in self.features if f.type == "category"]
+
+    @property
+    def nullable_features(self) -> list[str]:
+        return [f.name for f in self.features if f.nullable]
+
+    def feature(self, name: str) -> FeatureSpec:
+        return next(f for f in self.features if f.name == name)
 
 
 def builtin_tasks() -> list[str]:
@@ -230,8 +344,7 @@ def load_spec(path: Path) -> TaskSpec:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SpecError(f"{path}: not valid TOML: {exc}") from exc
     try:
-        # JSON mode keeps strictness (no "5" -> 5) while accepting TOML arrays for tuples.
-        return TaskSpec.model_validate_json(json.dumps(raw, default=str))
+        return TaskSpec.from_toml(raw)
     except ValidationError as exc:
         problems = [*_problems(exc, raw), *_raw_clashes(raw)] or [f"(top level): {exc}"]
     if len(problems) == 1:
@@ -262,6 +375,62 @@ def name_clashes(target: str | None, features: Sequence[str | None]) -> dict[str
     return clashes
 
 
+def _apply_defaults(raw: dict[str, Any]) -> dict[str, Any]:
+    defaults, features = raw.get("defaults"), raw.get("features")
+    if not isinstance(defaults, dict) or not isinstance(features, list):
+        return raw
+    return {**raw, "features": [_with_defaults(f, defaults) for f in features]}
+
+
+def _with_defaults(feature: Any, defaults: dict[str, Any]) -> Any:
+    """A feature's table with the [defaults] keys it lacks: `impute` (a valid rule only, so that a
+    bad default is reported once, at its own key; a category's "median" or "mean" is its most
+    frequent value); `missing_indicator` where the feature may be missing; `fill_value` where it
+    is imputed with "constant"."""
+    if not isinstance(feature, dict):
+        return feature
+    merged = dict(feature)
+    default = defaults.get("impute")
+    if "impute" not in merged and default in IMPUTE_RULES:
+        central = merged.get("type") == "category" and default not in CATEGORY_RULES
+        merged["impute"] = "most_frequent" if central else default
+    rule = merged.get("impute")
+    if rule in IMPUTE_RULES and isinstance(defaults.get("missing_indicator"), bool):
+        merged.setdefault("missing_indicator", defaults["missing_indicator"])
+    if rule == "constant" and "fill_value" in defaults:
+        merged.setdefault("fill_value", defaults["fill_value"])
+    return merged
+
+
+def _check_fill(value: FillValue, feature: dict[str, Any]) -> FillValue:
+    """A constant fill value must be a value the feature could hold: a category of a category
+    feature, true/false (or 0/1) for a bool, a number in range (whole for an int) otherwise."""
+    kind = feature.get("type")
+    if kind is None:
+        return value  # the type itself is wrong and reported
+    if kind == "category":
+        categories = feature.get("categories")
+        if categories is None:
+            return value  # no categories, or bad ones: reported at their own key
+        if value not in categories or not isinstance(value, str):
+            listed = ", ".join(categories)
+            raise ValueError(f"fill_value {value!r} is not one of the categories ({listed})")
+        return value
+    if kind == "bool":
+        if not isinstance(value, bool) and (not isinstance(value, int) or value not in (0, 1)):
+            raise ValueError(f"a bool feature's fill_value is true, false, 0 or 1, not {value!r}")
+        return bool(value)
+    if isinstance(value, str | bool):
+        article = "an" if kind == "int" else "a"
+        raise ValueError(f"the fill_value of {article} {kind} feature is a number, not {value!r}")
+    low, high = feature.get("min"), feature.get("max")
+    if low is not None and high is not None and not low <= value <= high:
+        raise ValueError(f"fill_value {value:g} is outside the feature's range {low:g} to {high:g}")
+    if kind == "int" and value != round(value):
+        raise ValueError(f"fill_value {value:g} is not a whole number (an int feature)")
+    return value
+
+
 def _raw_clashes(raw: dict[str, Any]) -> list[str]:
     """Name clashes found in the file as written, so they show even when other keys are wrong."""
     target = raw.get("target")
@@ -288,7 +457,24 @@ def _problems(exc: ValidationError, raw: dict[str, Any]) -> list[str]:
     for error in errors:
         if not _is_echo(error, errors):
             by_key.setdefault(_key(error["loc"], named), []).append(error)
-    return [f"{key}: {_describe(group)}" for key, group in by_key.items()]
+    return [f"{key}: {_describe(group)}{_inherited(key, raw)}" for key, group in by_key.items()]
+
+
+def _inherited(key: str, raw: dict[str, Any]) -> str:
+    """A note for a feature key whose value the file sets only in [defaults]."""
+    parts = key.split(".")
+    defaults = raw.get("defaults")
+    if len(parts) != 3 or parts[0] != "features" or parts[2] not in DEFAULT_KEYS:
+        return ""
+    if not isinstance(defaults, dict) or parts[2] not in defaults:
+        return ""
+    names = _raw_names(raw)
+    index = int(parts[1]) if parts[1].isdigit() else names.index(parts[1])
+    features = raw.get("features")
+    feature = features[index] if isinstance(features, list) else None
+    if isinstance(feature, dict) and parts[2] not in feature:
+        return f" (the value comes from [defaults] {parts[2]}; set it here to override)"
+    return ""
 
 
 def _key(loc: tuple[int | str, ...], named: dict[int, str]) -> str:

@@ -56,6 +56,7 @@ class TrainResult:
     message: str
     seconds: float
     quality: DataQuality
+    pipeline: Pipeline = field(repr=False, compare=False)  # what model.onnx was converted from
 
     @property
     def version(self) -> str:
@@ -186,7 +187,8 @@ def _publish(
             else (f"{verdict.message} (promoted anyway: --force)")
         )
     seconds = time.perf_counter() - started
-    return TrainResult(manifest, path, verdict.passed or options.force, message, seconds, quality)
+    promoted = verdict.passed or options.force
+    return TrainResult(manifest, path, promoted, message, seconds, quality, pipeline)
 
 
 def _threshold(spec: TaskSpec, pipeline: Pipeline, validation: Dataset) -> float:

@@ -95,4 +95,7 @@ def _observe(
 ) -> None:
     if count_records:
         ctx.metrics.observe_records(PREDICT_ROUTE, model.name, result.batch.size)
-    ctx.metrics.observe_predictions(model, result.prediction.classes, result.batch.out_of_range)
+    batch = result.batch
+    ctx.metrics.observe_predictions(
+        model, result.prediction.classes, batch.out_of_range, batch.imputed
+    )

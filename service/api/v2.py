@@ -82,8 +82,8 @@ async def infer(request: Request) -> Response:
     answer = await ctx.lane.run_sized(len(body), v2.answer, model, body, limit)
     request.state.records = answer.result.batch.size
     ctx.metrics.observe_records(INFER_ROUTE, model.name, answer.result.batch.size)
-    prediction, out_of_range = answer.result.prediction, answer.result.batch.out_of_range
-    ctx.metrics.observe_predictions(model, prediction.classes, out_of_range)
+    prediction, batch = answer.result.prediction, answer.result.batch
+    ctx.metrics.observe_predictions(model, prediction.classes, batch.out_of_range, batch.imputed)
     return Response(answer.body, media_type="application/json")
 
 

@@ -28,7 +28,8 @@ REPORT_FOLDER = "report"
 
 
 def model_card(model: LoadedModel) -> dict[str, Any]:
-    """Version, provenance, threshold, metrics (and the Bayes-optimal ones) and the plots found."""
+    """Version, provenance, threshold, the features that may be missing (how each is imputed,
+    how often it was missing in training), metrics (and the Bayes-optimal ones) and the plots."""
     manifest = model.manifest
     return {
         "name": manifest.name,
@@ -49,6 +50,14 @@ def model_card(model: LoadedModel) -> dict[str, Any]:
             manifest.holdout_metrics.model_dump(mode="json") if manifest.holdout_metrics else None
         ),
         "parity_max_abs_diff": manifest.parity_max_abs_diff,
+        "nullable": [
+            f.model_dump(
+                mode="json",
+                include={"name", "type", "unit", "impute", "impute_value", "train_missing_rate"},
+            )
+            for f in manifest.features
+            if f.nullable
+        ],
         "plots": [
             {"file": name, "title": title, "url": plot_url(model, name)}
             for name, title in PLOTS.items()

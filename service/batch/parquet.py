@@ -7,7 +7,10 @@ no file I/O, so any source of Arrow batches (Spark's `mapInArrow`, say) can reus
 of the module reads Parquet files a batch at a time and writes them.
 
 Typed columns give their numbers straight to the checks, with no round trip through text; text
-columns are parsed by the CSV rules. A null is a bad row, reported as CSV reports an empty cell.
+columns are parsed by the CSV rules. A null (and a NaN in a float column) is a missing value, as
+a blank CSV cell is: a nullable feature's is imputed by the graph and named in the `imputed`
+column, a required feature's sets its row aside ("Field required"). In a text column a null is
+read as an empty cell.
 """
 
 from __future__ import annotations
@@ -34,16 +37,19 @@ from service.codecs.csv import (
     HEADER_LOCATION,
     ROW_LOCATION,
     Layout,
+    Reading,
+    imputes,
     layout,
-    parse_cells,
     prediction_header,
-    unreadable,
+    read_categories,
+    read_numbers,
 )
+from service.codecs.csv_blocks import joined_flags
 from service.codecs.probabilities import FLAG_SEPARATOR, rounded
 from service.errors import InvalidInput, Problem
 from service.manifest import Feature, Manifest
 from service.model import LoadedModel
-from service.validation import Batch, Mask, Problems, ValuesInvalid
+from service.validation import Batch, Mask, ValuesInvalid
 
 BATCH_ROWS = 65_536  # rows per record batch read: about a CSV block's worth of churn rows
 Arrow = Any  # a pyarrow array, batch, schema or file (pyarrow ships no type hints)
@@ -87,13 +93,14 @@ class ArrowResult:
 
 @dataclass(frozen=True)
 class _Column:
-    """One feature's column of a batch as the checks take it: numbers (NaN where null, with the
-    null mask) from a typed column, or cells from a text column (a null as an empty cell).
-    `raw` is what messages quote; `known` the allowed categories by index, when all matched."""
+    """One feature's column of a batch as the checks take it: numbers (NaN where missing: null,
+    or NaN in a float column; with the mask of those) from a typed column, or cells from a text
+    column (a null as an empty cell). `raw` is what messages quote; `known` the allowed
+    categories by index, when all matched."""
 
     raw: Arrow
     numbers: npt.NDArray[np.float64] | None = None
-    nulls: npt.NDArray[np.bool_] | None = None
+    missing: npt.NDArray[np.bool_] | None = None
     texts: list[str] | None = None
     known: npt.NDArray[np.object_] | None = None
 
@@ -127,7 +134,8 @@ class ArrowScorer:
         self.model = model
         self.table = arrow_layout(model.manifest, schema)
         names = prediction_header(model, {name.strip().lower() for name in schema.names})
-        kinds = [pa.string(), *[pa.float64()] * (1 + len(model.manifest.labels)), pa.string()]
+        flags = [pa.string()] * (2 if imputes(model) else 1)  # out_of_range (and imputed)
+        kinds = [pa.string(), *[pa.float64()] * (1 + len(model.manifest.labels)), *flags]
         self.schema: Arrow = schema
         for name, kind in zip(names, kinds, strict=True):
             self.schema = self.schema.append(pa.field(name, kind))
@@ -173,34 +181,28 @@ class ArrowScorer:
                 texts = [text.strip() for text in texts]
             return _Column(texts, texts=texts)
         numbers = pc.cast(column, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
-        nulls = column.is_null().to_numpy(zero_copy_only=False) if column.null_count else None
-        return _Column(column, numbers=numbers, nulls=nulls)
+        missing = np.isnan(numbers)  # a null is NaN here too
+        return _Column(column, numbers=numbers, missing=missing if missing.any() else None)
 
     def _check(self, columns: dict[str, _Column], size: int, indices: list[int] | None) -> Batch:
         """Check rows `indices` (None: all) as `codecs.csv.batch_from_columns` checks text cells:
-        unreadable numbers (a null among them, quoted as an empty cell) are reported and every
-        other value is checked by the Validator's rules; every problem is listed (none for all
-        rows, see `checked_parts`), each naming the caller's column."""
+        unreadable numbers and missing values of required features (a null quoted as nothing)
+        are reported and every other value is checked by the Validator's rules; every problem is
+        listed (none for all rows, see `checked_parts`), each naming the caller's column."""
         validator = self.model.validator
         count = size if indices is None else len(indices)
         limit = 0 if indices is None else None  # all rows: only whether they are clean matters
-        found: Problems | None = None
-        unread: dict[str, Mask] = {}
-        numbers: list[npt.NDArray[np.float64]] = []
-        for feature in validator.numeric:
-            column = columns[feature.name]
-            values, bad = self._numbers(feature, column, indices)
-            if bad is not None:
-                found = Problems(limit) if found is None else found
-                msg, kind = unreadable(feature)
-                quoted = [""] * count if column.texts is None else _picked(column.texts, indices)
-                found.at(np.flatnonzero(bad), feature.name, msg, kind, quoted)
-                unread[feature.name] = bad
-            numbers.append(values)
+        reading = Reading(limit)
+        numbers = [
+            self._numbers(feature, columns[feature.name], indices, reading)
+            for feature in validator.numeric
+        ]
         categories = {
             f.name: _picked(columns[f.name].known, indices)
             if columns[f.name].known is not None
-            else _picked(columns[f.name].texts, indices)
+            else read_categories(
+                f, _picked(columns[f.name].texts, indices), self.table.na_values, reading
+            )
             for f in validator.categorical
         }
         known = all(columns[f.name].known is not None for f in validator.categorical)
@@ -213,8 +215,8 @@ class ArrowScorer:
                 categories,
                 raw,
                 known_categories=known,
-                found=found,
-                unread=unread,
+                found=reading.found,
+                unread=reading.unread,
                 limit=limit,
             )
         except ValuesInvalid as exc:
@@ -222,18 +224,19 @@ class ArrowScorer:
             raise InvalidInput(problems, ROW_LOCATION, exc.not_listed) from exc
 
     def _numbers(
-        self, feature: Feature, column: _Column, indices: list[int] | None
-    ) -> tuple[npt.NDArray[np.float64], Mask | None]:
-        """The values (NaN where unreadable or null) and the mask of those, if any."""
+        self, feature: Feature, column: _Column, indices: list[int] | None, reading: Reading
+    ) -> npt.NDArray[np.float64]:
+        """The values, NaN where missing or unreadable; what is wrong is told to `reading`."""
         if column.texts is not None:
-            return parse_cells(feature, _picked(column.texts, indices))
+            texts = _picked(column.texts, indices)
+            return read_numbers(feature, texts, self.table.na_values, reading)
         assert column.numbers is not None
         values: npt.NDArray[np.float64] = _picked(column.numbers, indices)
-        if column.nulls is not None:
-            nulls: Mask = _picked(column.nulls, indices)
-            if nulls.any():
-                return values, nulls
-        return values, None
+        if column.missing is not None and not feature.nullable:
+            missing: Mask = _picked(column.missing, indices)
+            if missing.any():
+                reading.required(feature, missing, [None] * len(values))
+        return values
 
     def _named(self, problem: Problem) -> Problem:
         """The problem with the caller's column name for the feature's (as `codecs.csv` does)."""
@@ -243,8 +246,8 @@ class ArrowScorer:
         return Problem(problem.index, header, problem.msg, problem.type, problem.input)
 
     def _appended(self, parts: list[Batch]) -> list[Arrow]:
-        """label, probability, p_<label>..., out_of_range for the good rows, in order; the
-        probabilities rounded as the CSV cells are, kept as numbers."""
+        """label, probability, p_<label>..., out_of_range (and imputed) for the good rows, in
+        order; the probabilities rounded as the CSV cells are, kept as numbers."""
         predictions = [self.model.predict(part) for part in parts]
         labels = len(self.model.manifest.labels)
         probabilities = np.concatenate(
@@ -257,7 +260,8 @@ class ArrowScorer:
             chosen = columns[self.model.manifest.positive_index]
         else:
             chosen = pa.array(values[np.arange(len(values)), classes])
-        return [pc.take(self._labels, pa.array(classes)), chosen, *columns, _flags(parts)]
+        flags = [_flags(parts), *([_imputed(parts)] if imputes(self.model) else [])]
+        return [pc.take(self._labels, pa.array(classes)), chosen, *columns, *flags]
 
 
 def _kept(batch: Arrow, rows: list[int]) -> Arrow:
@@ -293,6 +297,15 @@ def _flags(parts: list[Batch]) -> Arrow:
             cells[offset + row] = FLAG_SEPARATOR.join(names)
         offset += part.size
     return pc.fill_null(pa.array(cells, pa.string()), "")
+
+
+def _imputed(parts: list[Batch]) -> Arrow:
+    """imputed: the features missing and imputed, joined as in CSV; empty for a full row."""
+    pieces = [pa.array([], pa.string())]
+    for part in parts:
+        texts, index = joined_flags(part.imputed, part.size)
+        pieces.append(pc.take(pa.array(texts, pa.string()), pa.array(index)))
+    return pa.concat_arrays(pieces)
 
 
 def _value_type(kind: Arrow) -> Arrow:

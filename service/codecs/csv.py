@@ -1,6 +1,12 @@
 """CSV, decode and encode: match the header to the features, check rows a chunk at a time, answer
 each row with the prediction columns appended (`predict_table`).
 
+A blank cell, one of only spaces, or one of the manifest's `na_values` (compared after stripping)
+is a missing value: a nullable feature's goes to the graph, which imputes it (NaN for a number,
+MISSING_CATEGORY for a category), and is listed in the answer's `imputed` column; a required
+feature's is a problem ("Field required"), as in every format. A category cell equal to one of
+the feature's categories is that category, even if it is also an NA word.
+
 The `score` command reads files with its own block reader (`service.batch`), built on the same
 header matching, checks and columns as here.
 """
@@ -11,8 +17,9 @@ import codecs
 import contextlib
 import csv
 import io
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
 from itertools import islice, pairwise
 from operator import itemgetter
 from typing import Any, Protocol
@@ -23,7 +30,7 @@ import numpy.typing as npt
 from service.codecs import Result, csv_blocks
 from service.codecs.probabilities import FLAG_SEPARATOR, probability_text, rounded
 from service.errors import InvalidInput, MalformedBody, Problem
-from service.manifest import Feature, Manifest, header_keys
+from service.manifest import MISSING_CATEGORY, Feature, Manifest, header_keys
 from service.model import LoadedModel, Prediction
 from service.validation import (
     BOOL_WORDS,
@@ -33,11 +40,14 @@ from service.validation import (
     Problems,
     Validator,
     ValuesInvalid,
+    required,
 )
 
 
 def prediction_header(model: LoadedModel, taken: set[str]) -> list[str]:
-    """CSV columns appended to the caller's: label, probability, p_<label>..., out_of_range.
+    """CSV columns appended to the caller's: label, probability, p_<label>..., out_of_range, and
+    imputed for a model with nullable features (one without cannot impute, so its answer keeps
+    the columns it always had).
 
     If the caller's header already uses one of those names (case-insensitively), every appended
     column is prefixed with `predicted_` so no column is ever ambiguous.
@@ -47,15 +57,22 @@ def prediction_header(model: LoadedModel, taken: set[str]) -> list[str]:
         "probability",
         *(f"p_{label}" for label in model.manifest.labels),
         "out_of_range",
+        *(["imputed"] if imputes(model) else []),
     ]
     if taken & {name.lower() for name in names}:
         names = [f"predicted_{name}" for name in names]
     return names
 
 
+def imputes(model: LoadedModel) -> bool:
+    """True for a model with nullable features: its answers have an `imputed` column."""
+    return bool(model.validator.nullable)
+
+
 def prediction_columns(model: LoadedModel, batch: Batch, prediction: Prediction) -> list[list[str]]:
-    """The appended CSV cells by column (label, probability, p_<label>..., out_of_range), each
-    formatted in one call; a binary model's probability is its positive column's text, reused.
+    """The appended CSV cells by column (label, probability, p_<label>..., out_of_range and
+    perhaps imputed), each formatted in one call; a binary model's probability is its positive
+    column's text, reused.
     """
     values = rounded(prediction.probabilities)
     columns = [probability_text(column) for column in values.T]
@@ -67,7 +84,11 @@ def prediction_columns(model: LoadedModel, batch: Batch, prediction: Prediction)
     flags = [""] * len(labels)  # then only the records with flags are joined
     for row, names in batch.flagged():
         flags[row] = FLAG_SEPARATOR.join(names)
-    return [labels, chosen, *columns, flags]
+    if not imputes(model):
+        return [labels, chosen, *columns, flags]
+    texts, index = csv_blocks.joined_flags(batch.imputed, batch.size)
+    imputed: list[str] = np.asarray(texts, dtype=object)[index].tolist()
+    return [labels, chosen, *columns, flags, imputed]
 
 
 def prediction_cells(model: LoadedModel, batch: Batch, prediction: Prediction) -> list[list[str]]:
@@ -91,10 +112,12 @@ NEEDS_QUOTES = frozenset(',"\r\n')
 
 @dataclass(frozen=True)
 class Layout:
-    """The caller's header and, per feature (manifest order), the index of its column."""
+    """The caller's header, per feature (manifest order) the index of its column, and the cells
+    that mean "missing" once stripped: the manifest's `na_values` and the empty cell."""
 
     header: list[str]
     positions: dict[str, int]
+    na_values: frozenset[str] = frozenset({""})
 
 
 def check_bounds(body: bytes) -> None:
@@ -165,7 +188,13 @@ def layout(manifest: Manifest, header: list[str]) -> Layout:
             problems.append(Problem(None, feature.name, msg, "duplicate_column"))
     if problems:
         raise InvalidInput(problems, HEADER_LOCATION)
-    return Layout(header, positions)
+    return Layout(header, positions, _na_cells(tuple(manifest.na_values)))
+
+
+@lru_cache(maxsize=64)
+def _na_cells(na_values: tuple[str, ...]) -> frozenset[str]:
+    """The manifest's NA words, stripped, and the empty cell (cached: one set per request)."""
+    return frozenset({"", *(value.strip() for value in na_values)})
 
 
 def check_widths(chunk: list[list[str]], width: int, offset: int) -> None:
@@ -202,34 +231,138 @@ def batch_from_columns(
 ) -> Batch:
     """Check one chunk given as a column of text cells per feature; problems name the row (from
     0, across chunks) and the caller's header. Every problem of every row is found: a cell that
-    is not a number is reported and the row's other cells are still checked. The first `limit`
-    are listed (None: all), the others counted.
+    is not a number, or a required one left missing, is reported and the row's other cells are
+    still checked. The first `limit` are listed (None: all), the others counted.
     """
-    found: Problems | None = None
-    unread: dict[str, Mask] = {}
-    numbers: list[npt.NDArray[np.float64]] = []
-    for feature in validator.numeric:
-        values, bad = parse_cells(feature, cells[feature.name])
-        if bad is not None:
-            found = Problems(limit) if found is None else found
-            msg, kind = unreadable(feature)
-            found.at(np.flatnonzero(bad), feature.name, msg, kind, cells[feature.name])
-            unread[feature.name] = bad
-        numbers.append(values)
-    categories = {f.name: _stripped(cells[f.name]) for f in validator.categorical}
-    matrix = np.vstack(numbers) if numbers else np.empty((0, size))
+    reading = Reading(limit)
+    parsed = [parse_cells(f, cells[f.name]) for f in validator.numeric]
+    matrix = np.vstack([values for values, _ in parsed]) if parsed else np.empty((0, size))
+    # One look at the whole matrix: NaN (a missing cell, or text that is no number or not a
+    # finite one) is rare, and only then is each feature's column looked at again.
+    if any(bad is not None for _, bad in parsed) or np.isnan(matrix).any():
+        for j, (feature, (values, bad)) in enumerate(zip(validator.numeric, parsed, strict=True)):
+            column = cells[feature.name]
+            matrix[j] = _sorted_out(feature, values, bad, column, table.na_values, reading)
+    categories = {
+        f.name: read_categories(f, cells[f.name], table.na_values, reading)
+        for f in validator.categorical
+    }
     try:
         return validator.assemble(
-            size, matrix, categories, cells, found=found, unread=unread, limit=limit
+            size,
+            matrix,
+            categories,
+            cells,
+            found=reading.found,
+            unread=reading.unread,
+            limit=limit,
         )
     except ValuesInvalid as exc:
         problems = [_in_file(p, table, offset) for p in exc.problems]
         raise InvalidInput(problems, ROW_LOCATION, exc.not_listed) from exc
 
 
+@dataclass
+class Reading:
+    """What reading one chunk's cells met: the problems, and per feature the values that could
+    not be read (NaN in the numbers, None in a category column), which the checks then skip
+    (`Validator.assemble`'s `found` and `unread`)."""
+
+    limit: int | None
+    found: Problems | None = None
+    unread: dict[str, Mask] = field(default_factory=dict)
+
+    def not_numbers(self, feature: Feature, bad: Mask, quoted: Sequence[Any]) -> None:
+        """Cells that are not numbers of this feature."""
+        msg, kind = unreadable(feature)
+        self._problems().at(np.flatnonzero(bad), feature.name, msg, kind, quoted)
+        self._skip(feature, bad)
+
+    def required(self, feature: Feature, absent: Mask, quoted: Sequence[Any]) -> None:
+        """Missing values of a required feature, each reported as "Field required"."""
+        rows = np.flatnonzero(absent).tolist()
+        picked = rows if self.limit is None else rows[: self.limit]
+        self._problems().add([required(feature, i, quoted[i]) for i in picked], len(rows))
+        self._skip(feature, absent)
+
+    def _problems(self) -> Problems:
+        if self.found is None:
+            self.found = Problems(self.limit)
+        return self.found
+
+    def _skip(self, feature: Feature, mask: Mask) -> None:
+        before = self.unread.get(feature.name)
+        self.unread[feature.name] = mask if before is None else before | mask
+
+
+def read_numbers(
+    feature: Feature, cells: list[str], na_values: frozenset[str], reading: Reading
+) -> npt.NDArray[np.float64]:
+    """One numeric feature's cells as float64, missing cells NaN (`parse_cells`): cells that are
+    not numbers, and missing ones of a required feature, are reported to `reading`.
+
+    Only cells read as NaN are looked at again (usually none): each is a missing cell, text that
+    is not a number, or text such as "nan" that is a number but not a finite one. That last kind
+    is never a missing value: in a nullable feature (where the checks take NaN as missing) it is
+    given to them as infinity, which they name as any number that is not finite.
+    """
+    values, bad = parse_cells(feature, cells)
+    return _sorted_out(feature, values, bad, cells, na_values, reading)
+
+
+def _sorted_out(
+    feature: Feature,
+    values: npt.NDArray[np.float64],
+    bad: Mask | None,
+    cells: list[str],
+    na_values: frozenset[str],
+    reading: Reading,
+) -> npt.NDArray[np.float64]:
+    """`read_numbers` once the cells are parsed: the NaN values told apart."""
+    suspects = np.flatnonzero(np.isnan(values))
+    if not len(suspects):
+        return values
+    absent = np.zeros(len(values), dtype=np.bool_)
+    absent[suspects] = [cells[i].strip() in na_values for i in suspects.tolist()]
+    not_finite = np.zeros(len(values), dtype=np.bool_)
+    not_finite[suspects] = True
+    not_finite &= ~absent
+    if bad is not None:
+        bad &= ~absent
+        not_finite &= ~bad
+        if bad.any():
+            reading.not_numbers(feature, bad, cells)
+    if not feature.nullable:
+        if absent.any():
+            reading.required(feature, absent, cells)
+    elif not_finite.any():
+        values[not_finite] = np.inf
+    return values
+
+
+def read_categories(
+    feature: Feature, cells: list[str], na_values: frozenset[str], reading: Reading
+) -> list[str] | npt.NDArray[np.object_]:
+    """One category feature's cells, stripped; a missing cell (an NA word that is none of the
+    feature's categories) becomes MISSING_CATEGORY in a nullable feature, and in a required one
+    is reported to `reading` and left unread (None)."""
+    column = _stripped(cells)
+    words = set(column) & na_values
+    if words:  # an NA word that is a category is that category
+        words -= set(feature.categories or ())
+    if not words:
+        return column
+    if feature.nullable:
+        return [MISSING_CATEGORY if cell in words else cell for cell in column]
+    absent = np.fromiter((cell in words for cell in column), dtype=np.bool_, count=len(column))
+    reading.required(feature, absent, cells)
+    return np.array([None if cell in words else cell for cell in column], dtype=object)
+
+
 def parse_cells(feature: Feature, cells: list[str]) -> tuple[npt.NDArray[np.float64], Mask | None]:
     """Text to float64 in one numpy call; bools take 0/1, true/false, yes/no (any case). Also
-    the mask of cells that are not numbers (NaN in the values), None when every cell is one.
+    the mask of cells that are not numbers (NaN in the values, as for a missing cell: see
+    `read_numbers`), None when every cell is one.
 
     Bool words are looked up once per distinct cell text (a column has a handful), as are the
     cells of a column that does not convert in one call.
@@ -468,20 +601,25 @@ class _BlocksReader:
 def batch_from_block(validator: Validator, table: Layout, split: csv_blocks.Block) -> Batch | None:
     """A block of plain, valid rows read straight from its bytes (`csv_blocks.split`), or None
     when any cell needs the general path: that path reads it, or names what is wrong with it.
-    The caller keeps the split to write the answer with (`csv_blocks.scored_lines`).
+    Missing cells of nullable features written exactly as an NA word (the empty cell among
+    them) are read here; with spaces around, or in a required feature, they are the general
+    path's. The caller keeps the split to write the answer with (`csv_blocks.scored_lines`).
     """
     columns = [table.positions[f.name] for f in validator.numeric]
     flags = [i for i, f in enumerate(validator.numeric) if f.type == "bool"]
-    values = csv_blocks.numbers(split, columns, flags)
+    nullable = [i for i, f in enumerate(validator.numeric) if f.nullable]
+    words = sorted(table.na_values)
+    values = csv_blocks.numbers(split, columns, flags, nullable, words)
     if values is None:
         return None
     found: dict[str, npt.NDArray[np.object_]] = {}
     for feature in validator.categorical:
         allowed = feature.categories or []
-        index = csv_blocks.categories(split, table.positions[feature.name], allowed)
+        missing = words if feature.nullable else []
+        index = csv_blocks.categories(split, table.positions[feature.name], allowed, missing)
         if index is None:
             return None
-        found[feature.name] = np.asarray(allowed, dtype=object)[index]
+        found[feature.name] = np.asarray([*allowed, MISSING_CATEGORY], dtype=object)[index]
     # The values stand in for the text: on a problem the general path is taken, which quotes
     # the caller's text in its messages.
     raw = {f.name: column for f, column in zip(validator.numeric, values, strict=True)}

@@ -9,15 +9,17 @@ mask over the matrix reads the whole output; out-of-range flags (rare) are splic
 This is a fast path for big bodies and files, never the definition of what is valid: it accepts
 only what it can read exactly (no quotes, NULs or lone CRs, no blank lines, every line as wide as
 the header; numbers written as `-?digits[.digits]` of at most 15 characters; categories of at
-most 16 bytes) and answers None for anything else, so the caller takes the csv module's path,
-which reads every other form and names every problem. Where both read a cell they give the same
-float (a mantissa below 2**53 divided by an exact power of ten is correctly rounded), and both
-write the same bytes (tests/service/test_csv_blocks_reading.py, test_csv_blocks_writing.py)."""
+most 16 bytes; in the columns of nullable features, missing cells written exactly as an NA
+word, the empty cell among them) and answers None for anything else, so the caller takes the csv
+module's path, which reads every other form and names every problem. Where both read a cell they
+give the same float (a mantissa below 2**53 divided by an exact power of ten is correctly
+rounded), and both write the same bytes (tests/service/test_csv_blocks_reading.py,
+test_csv_blocks_writing.py)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -36,7 +38,7 @@ from service.codecs.probabilities import (
     side_by_side,
 )
 from service.model import LoadedModel, Prediction
-from service.validation import Batch
+from service.validation import Batch, Mask
 
 WIDTH = 16  # bytes read per cell: two 64-bit words
 WORD = 8  # bytes of one 64-bit word: whole numbers of up to 8 digits are read from one
@@ -142,32 +144,74 @@ def _without(
     return data[keep], moved, marks[~is_cr]
 
 
-def numbers(block: Block, columns: list[int], flags: list[int]) -> npt.NDArray[np.float64] | None:
+def numbers(
+    block: Block,
+    columns: list[int],
+    flags: list[int],
+    nullable: Sequence[int] = (),
+    missing: Sequence[str] = (),
+) -> npt.NDArray[np.float64] | None:
     """A [len(columns), rows] matrix of the columns' values, or None if any cell is not a plain
     decimal. The columns at positions `flags` (of `columns`) must hold exactly "0" or "1": the
-    general path reads true/yes/... there too, and does not take "-0" or "01" for 0 or 1.
+    general path reads true/yes/... there too, and does not take "-0" or "01" for 0 or 1. The
+    columns at positions `nullable` may also hold missing cells, exactly one of the `missing`
+    words (the empty cell among them): NaN in the matrix.
 
     Column by column: one of whole numbers of at most eight digits (counts, ages, flags) is read
-    from one word per cell, about a third of the steps of the general decimal reading.
+    from one word per cell, about a third of the steps of the general decimal reading. In a
+    nullable column the missing cells are found first (a look at each cell's length and first
+    byte), so the others are read once.
     """
-    size = block.rows
-    result = np.empty((len(columns), size), dtype=np.float64)
-    if not columns:
-        return result
+    result = np.empty((len(columns), block.rows), dtype=np.float64)
     for j, column in enumerate(columns):
-        ends = block.end(column)
-        lengths = ends - block.start(column)
-        if j in flags and (lengths != 1).any():
+        starts, ends = block.start(column), block.end(column)
+        lengths = ends - starts
+        if j in nullable:
+            values = _with_missing(block.data, (starts, ends, lengths), j in flags, missing)
+        else:
+            values = _plain(block.data, ends, lengths, j in flags)
+        if values is None:
             return None
-        for first in range(0, size, SLICE_CELLS):
-            rows = slice(first, first + SLICE_CELLS)
-            values = _column(block.data, ends[rows], lengths[rows])
-            if values is None:
-                return None
-            result[j, rows] = values
-    if flags and (result[flags] > 1).any():
-        return None  # "2" to "9" in a 0/1 column: the general path names the problem
+        result[j] = values
     return result
+
+
+def _plain(
+    data: Bytes, ends: Positions, lengths: Positions, flag: bool
+) -> npt.NDArray[np.float64] | None:
+    """One column's cells, given by where they end and their lengths, as numbers (0 or 1 for a
+    `flag` column), a slice of SLICE_CELLS at a time; None if any is not a plain decimal."""
+    if flag and (lengths != 1).any():
+        return None
+    values = np.empty(len(ends), dtype=np.float64)
+    for first in range(0, len(ends), SLICE_CELLS):
+        rows = slice(first, first + SLICE_CELLS)
+        read = _column(data, ends[rows], lengths[rows])
+        if read is None:
+            return None
+        values[rows] = read
+    if flag and (values > 1).any():
+        return None  # "2" to "9" in a 0/1 column: the general path names the problem
+    return values
+
+
+def _with_missing(
+    data: Bytes, cells: tuple[Positions, Positions, Positions], flag: bool, missing: Sequence[str]
+) -> npt.NDArray[np.float64] | None:
+    """A nullable column: its `missing` cells as NaN and the others as numbers, or None if one
+    of those is not plain."""
+    starts, ends, lengths = cells
+    absent = _equal_to_any(data, starts, lengths, missing)
+    if not absent.any():
+        return _plain(data, ends, lengths, flag)
+    values = np.full(len(ends), np.nan)
+    given = ~absent
+    if given.any():
+        read = _plain(data, ends[given], lengths[given], flag)
+        if read is None:
+            return None
+        values[given] = read
+    return values
 
 
 def _column(data: Bytes, ends: Positions, lengths: Positions) -> npt.NDArray[np.float64] | None:
@@ -181,9 +225,13 @@ def _column(data: Bytes, ends: Positions, lengths: Positions) -> npt.NDArray[np.
     return _decimals(_words(data)[ends - WIDTH], lengths)
 
 
-def categories(block: Block, column: int, allowed: Sequence[str]) -> Indices | None:
+def categories(
+    block: Block, column: int, allowed: Sequence[str], missing: Sequence[str] = ()
+) -> Indices | None:
     """Each row's index into `allowed`, or None if a cell is not exactly one of them (spaces
-    around a category, or an unknown one, are the general path's to read or to name).
+    around a category, or an unknown one, are the general path's to read or to name). With
+    `missing` (a nullable feature's NA words), a cell equal to one of them and to none of the
+    categories is a missing value, index `len(allowed)`.
     """
     encoded = [name.encode("utf-8") for name in allowed]
     if not encoded or max(map(len, encoded)) > WIDTH:
@@ -194,14 +242,56 @@ def categories(block: Block, column: int, allowed: Sequence[str]) -> Indices | N
     lengths = block.end(column) - starts
     if lengths.max() > WIDTH:
         return None
-    high, low = np.ascontiguousarray(_words(block.data)[starts].T)  # the 16 bytes from the start
-    high &= KEEP_HIGH[lengths]
-    low &= KEEP_LOW[lengths]  # bytes past the cell cleared, so "Spain" matches "Spain\0..."
+    high, low = _prefixes(block.data, starts, lengths)
     index = np.full(block.rows, -1, dtype=np.intp)
     for i, name in enumerate(encoded):
-        name_high, name_low = (np.uint64(w) for w in _words_of(name))
-        index[(high == name_high) & (low == name_low) & (lengths == len(name))] = i
+        index[_same_text(high, low, lengths, name)] = i
+    if missing and (index < 0).any():  # a category is that category, even if an NA word too
+        rows = np.flatnonzero(index < 0)
+        words = [word for word in missing if word not in allowed]
+        absent = _equal_to_any(block.data, starts[rows], lengths[rows], words)
+        index[rows[absent]] = len(allowed)
     return None if (index < 0).any() else index
+
+
+def _prefixes(
+    data: Bytes, starts: Positions, lengths: Positions
+) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
+    """Each cell's first 16 bytes as two words, the bytes past its end cleared (so "Spain"
+    matches "Spain\0..."); a longer cell keeps 16, and its length tells it apart."""
+    high, low = np.ascontiguousarray(_words(data)[starts].T)
+    kept = np.minimum(lengths, WIDTH)
+    high &= KEEP_HIGH[kept]
+    low &= KEEP_LOW[kept]
+    return high, low
+
+
+def _same_text(
+    high: npt.NDArray[np.uint64], low: npt.NDArray[np.uint64], lengths: Positions, text: bytes
+) -> Mask:
+    """The cells (as `_prefixes` gives them) equal to `text`, of at most 16 bytes."""
+    text_high, text_low = (np.uint64(w) for w in _words_of(text))
+    same: Mask = (high == text_high) & (low == text_low) & (lengths == len(text))
+    return same
+
+
+def _equal_to_any(data: Bytes, starts: Positions, lengths: Positions, words: Sequence[str]) -> Mask:
+    """The cells equal to one of `words` (those over 16 bytes are never matched here). Only the
+    cells that begin with the first byte of a word are compared: in a column of numbers with a
+    few "NA" cells, those few."""
+    encoded = [word.encode("utf-8") for word in words]
+    texts = [word for word in encoded if 0 < len(word) <= WIDTH]
+    found: Mask = lengths == 0 if b"" in encoded else np.zeros(len(starts), dtype=np.bool_)
+    firsts = np.zeros(256, dtype=np.bool_)
+    firsts[[text[0] for text in texts]] = True
+    maybe = np.flatnonzero(firsts[data[starts]] & (lengths > 0))
+    if len(maybe):
+        high, low = _prefixes(data, starts[maybe], lengths[maybe])
+        same = np.zeros(len(maybe), dtype=np.bool_)
+        for text in texts:
+            same |= _same_text(high, low, lengths[maybe], text)
+        found[maybe[same]] = True
+    return found
 
 
 def _words(data: Bytes) -> npt.NDArray[np.uint64]:
@@ -330,7 +420,10 @@ FIRST_HIGH, FIRST_LOW = (
 )
 
 
+PATTERN_BITS = 16  # flag columns of up to this many features are joined without sorting
 LINE_END = np.frombuffer(b",\r\n", dtype=np.uint8)  # the out_of_range cell's comma, then CRLF
+COMMA_CELL = np.frombuffer(b",", dtype=np.uint8)
+CRLF = np.frombuffer(b"\r\n", dtype=np.uint8)
 Item = TypeVar("Item", bound=np.generic)
 
 
@@ -340,10 +433,11 @@ def writable(model: LoadedModel) -> bool:
 
 
 def scored_lines(block: Block, model: LoadedModel, batch: Batch, prediction: Prediction) -> bytes:
-    """The block's lines with `,label,probability,p_<label>...,out_of_range` appended to each,
-    and CRLF line ends (the model must be `writable`).
+    """The block's lines with `,label,probability,p_<label>...,out_of_range` (and `,imputed` for
+    a model with nullable features) appended to each, and CRLF line ends (the model must be
+    `writable`).
     """
-    columns, sizes = prediction_bytes(model, prediction)
+    columns, sizes, tails = prediction_bytes(model, prediction, batch)
     ends = block.line_ends
     lines = ends - np.concatenate(([WIDTH], block.newlines[:-1] + 1))  # each line's text
     width = max(1, int(min(lines.max(), 2 * math.ceil(lines.mean()))))
@@ -358,16 +452,19 @@ def scored_lines(block: Block, model: LoadedModel, batch: Batch, prediction: Pre
         previous = 0
         for row, names in flagged:
             if part.start <= row < part.stop:
-                cut = int(row_ends[row]) - written - 2  # before the row's CRLF
+                cut = int(row_ends[row]) - written - int(tails[row])  # the out_of_range cell
                 pieces += [joined[previous:cut], FLAG_SEPARATOR.join(names).encode("utf-8")]
                 previous = cut
         pieces.append(joined[previous:])
     return b"".join(pieces)
 
 
-def prediction_bytes(model: LoadedModel, prediction: Prediction) -> tuple[list[Bytes], Sizes]:
-    """Each row's `,label,probability,p_<label>...,` and CRLF as columns of NUL-padded cells,
-    and its size.
+def prediction_bytes(
+    model: LoadedModel, prediction: Prediction, batch: Batch
+) -> tuple[list[Bytes], Sizes, Sizes]:
+    """Each row's `,label,probability,p_<label>...,` (then `,imputed` for a model with nullable
+    features) and CRLF as columns of NUL-padded cells, its size, and the size of what follows
+    its (empty) out_of_range cell, where the flags of `batch.flagged()` go.
     """
     rows, columns = prediction.probabilities.shape
     flat, flat_sizes = probability_bytes(rounded(prediction.probabilities).ravel(), b",")
@@ -381,15 +478,49 @@ def prediction_bytes(model: LoadedModel, prediction: Prediction) -> tuple[list[B
     labels = [b"," + label.encode("utf-8") for label in model.manifest.labels]
     table = padded_rows(labels)
     label_sizes = np.array(list(map(len, labels)))
-    parts = [
-        table[prediction.classes],
-        chosen,
-        flat.reshape(rows, -1),
-        np.broadcast_to(LINE_END, (rows, len(LINE_END))),
-    ]
-    sizes = label_sizes[prediction.classes] + chosen_sizes + len(LINE_END)
+    parts = [table[prediction.classes], chosen, flat.reshape(rows, -1)]
+    sizes = label_sizes[prediction.classes] + chosen_sizes
     sizes += cell_sizes @ np.ones(columns, dtype=np.int64)  # (a sum along rows is slower)
-    return parts, sizes
+    if not model.validator.nullable:  # no imputed column
+        parts.append(np.broadcast_to(LINE_END, (rows, len(LINE_END))))
+        return parts, sizes + len(LINE_END), np.full(rows, len(CRLF), dtype=np.int64)
+    texts, index = joined_flags(batch.imputed, rows)
+    imputed = [b"," + text.encode("utf-8") for text in texts]
+    tails = np.array(list(map(len, imputed)), dtype=np.int64)[index] + len(CRLF)
+    parts += [
+        np.broadcast_to(COMMA_CELL, (rows, 1)),
+        padded_rows(imputed)[index],
+        np.broadcast_to(CRLF, (rows, len(CRLF))),
+    ]
+    return parts, sizes + len(COMMA_CELL) + tails, tails
+
+
+def joined_flags(masks: Mapping[str, Mask], size: int) -> tuple[list[str], Indices]:
+    """A flags column (`Batch.imputed`, say) as its distinct cells, the features of a row joined
+    by FLAG_SEPARATOR ("" for none), and each row's index into them: the rows' patterns (a
+    handful) are found with numpy and joined once each, where joining names row by row would
+    cost a Python step per row.
+    """
+    if not masks:
+        return [""], np.zeros(size, dtype=np.intp)
+    names = list(masks)
+    hits = np.vstack([masks[name] for name in names])  # [features, rows]
+    if len(names) <= PATTERN_BITS:  # each row's pattern as the bits of a small integer
+        bits = np.left_shift(1, np.arange(len(names), dtype=np.int64))
+        codes = bits @ hits
+        counts = np.bincount(codes, minlength=1 << len(names))  # linear, where sorting is not
+        present = np.flatnonzero(counts)
+        lookup = np.zeros(len(counts), dtype=np.intp)
+        lookup[present] = np.arange(len(present))
+        index = lookup[codes]
+        patterns = (present[:, np.newaxis] & bits) != 0
+    else:
+        patterns, index = np.unique(hits.T, axis=0, return_inverse=True)
+    texts = [
+        FLAG_SEPARATOR.join(name for name, hit in zip(names, row, strict=True) if hit)
+        for row in patterns.tolist()
+    ]
+    return texts, index.reshape(-1).astype(np.intp)
 
 
 def _joined(data: Bytes, ends: Sizes, lines: Sizes, width: int, cells: list[Bytes]) -> Bytes:

@@ -1,14 +1,15 @@
 """v1 JSON, decode and encode: `{"records": [...]}` bodies to a checked Batch, predictions to bytes.
 
 Decoding has one path for valid bodies and one that names problems. msgspec decodes a body
-straight into typed records (each value's JSON type and each category checked while it parses);
-a body it cannot decode, or whose values break a rule, answers None, and the body is read again
-through orjson record by record (`batch_from_records`), which names every problem in the API's
-words. Where both read a body they give the same batch (tests/service/test_v1_json_decoding.py).
+straight into typed records (each value's JSON type and each category checked while it parses;
+a nullable feature may be null or absent, read as None); a body it cannot decode, or whose
+values break a rule, answers None, and the body is read again through orjson record by record
+(`batch_from_records`), which names every problem in the API's words. Where both read a body
+they give the same batch (tests/service/test_v1_json_decoding.py).
 
-Encoding writes the bytes orjson would write for one object per record: a few records by one
-`%` format each, thousands as rows of one numpy byte matrix
-(tests/service/test_v1_json_encoding.py).
+Encoding writes the bytes orjson would write for one object per record (label, probability,
+probabilities, out_of_range, imputed): a few records by one `%` format each, thousands as rows of
+one numpy byte matrix (tests/service/test_v1_json_encoding.py).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from service.codecs import Answer, PerVersion, Result, parse_json
+from service.codecs import Answer, PerVersion, Result, imputed_lists, parse_json
 from service.codecs.probabilities import (
     SLICE_ROWS,
     padded_rows,
@@ -33,9 +34,15 @@ from service.codecs.probabilities import (
     side_by_side,
 )
 from service.errors import BatchTooLarge, InvalidInput, Problem
-from service.manifest import Feature
+from service.manifest import MISSING_CATEGORY, Feature
 from service.model import LoadedModel, Prediction
-from service.validation import Batch, Validator, ValuesInvalid, batch_from_records
+from service.validation import (
+    MISSING_NUMBER,
+    Batch,
+    Validator,
+    ValuesInvalid,
+    batch_from_records,
+)
 
 
 def answer(
@@ -97,11 +104,20 @@ _TYPES: dict[str, Any] = {"float": float, "int": float, "bool": bool, "category"
 Columns = tuple[list[Any], ...]
 
 
+def _field(index: int, feature: Feature) -> tuple[str, Any] | tuple[str, Any, None]:
+    """A record's field: required, or (nullable) `T | None` that may be left out (None)."""
+    if feature.nullable:
+        return f"f{index}", _field_type(feature) | None, None
+    return f"f{index}", _field_type(feature)
+
+
 def _field_type(feature: Feature) -> Any:
     """A category's values are checked against its allowed ones as msgspec decodes them (a
-    `Literal`, one hash lookup each), so `assemble` need not check them again."""
+    `Literal`, one hash lookup each), so `assemble` need not check them again; a nullable
+    category also allows MISSING_CATEGORY, as the Validator does."""
     if feature.type == "category" and feature.categories:
-        return Literal[tuple(feature.categories)]
+        allowed = [*feature.categories, *([MISSING_CATEGORY] * feature.nullable)]
+        return Literal[tuple(allowed)]
     return _TYPES[feature.type]
 
 
@@ -125,11 +141,18 @@ class RecordsDecoder:
     def __init__(self, validator: Validator) -> None:
         # Fields are named f0, f1, ... in feature order (any JSON key is a field through
         # `rename`), so `column_reader` can write their names into code.
+        # Nullable fields have a default (None), so every field is keyword-only: a field with a
+        # default may then precede one without (the order stays the features').
         features = validator.features
-        fields = [(f"f{i}", _field_type(f)) for i, f in enumerate(features)]
+        fields = [_field(i, f) for i, f in enumerate(features)]
         rename = {f"f{i}": f.name for i, f in enumerate(features)}
         record = msgspec.defstruct(
-            "Record", fields, forbid_unknown_fields=True, gc=False, rename=rename
+            "Record",
+            fields,
+            forbid_unknown_fields=True,
+            gc=False,
+            rename=rename,
+            kw_only=bool(validator.nullable),
         )
         body = msgspec.defstruct(
             "Body", [("records", GenericAlias(list, (record,)))], forbid_unknown_fields=True
@@ -141,6 +164,13 @@ class RecordsDecoder:
         self._numeric = [position[f.name] for f in validator.numeric]
         self._categorical = [(f.name, position[f.name]) for f in validator.categorical]
         self._known_categories = all(f.categories for f in validator.categorical)
+        # Where a record may hold None (a nullable feature left out or null), and what the
+        # model takes instead: NaN for a number, MISSING_CATEGORY for a category.
+        self._nullable = [position[f.name] for f in validator.nullable]
+        self._missing: list[tuple[int, Any]] = [
+            (position[f.name], MISSING_CATEGORY if f.type == "category" else MISSING_NUMBER)
+            for f in validator.nullable
+        ]
 
     def batch(self, body: bytes, limit: int) -> Batch | None:
         """The checked batch of a valid body of 1 to `limit` records; None for anything else."""
@@ -153,15 +183,18 @@ class RecordsDecoder:
             return None
         if size <= QUICK_RECORDS:  # plain Python rules, as `batch_from_records` takes them
             rows = list(map(msgspec.structs.astuple, records))
-            if any(not -EXACT < row[i] < EXACT for row in rows for i in self._numeric):
-                return None
-            return self._validator.quick(rows)
+            if not self._nullable or not self._has_missing(rows):  # else numpy's path
+                if any(not -EXACT < row[i] < EXACT for row in rows for i in self._numeric):
+                    return None
+                return self._validator.quick(rows)
         columns = self._columns(records)
+        if self._missing:
+            columns = self._filled(columns)
         numbers = np.empty((len(self._numeric), size), dtype=np.float64)
         column = struct.Struct(f"{size}d")  # packs floats straight into the matrix's memory,
         for row, i in enumerate(self._numeric):  # quicker than np.fromiter
             column.pack_into(numbers.data, row * column.size, *columns[i])
-        if not (np.abs(numbers) < EXACT).all():
+        if (np.abs(numbers) >= EXACT).any():  # NaN, a missing value, is not beyond it
             return None
         categories = {name: columns[i] for name, i in self._categorical}
         # On a broken rule that answer is dropped here (None, so no problem is listed: limit=0),
@@ -176,21 +209,35 @@ class RecordsDecoder:
         except ValuesInvalid:
             return None
 
+    def _has_missing(self, rows: list[tuple[Any, ...]]) -> bool:
+        """Whether a nullable field is None in a row (`Validator.quick` takes no missing value)."""
+        return any(row[i] is None for row in rows for i in self._nullable)
+
+    def _filled(self, columns: Columns) -> Columns:
+        """The columns with each None as the model's missing value."""
+        filled = list(columns)
+        for i, missing in self._missing:
+            if None in filled[i]:
+                filled[i] = [missing if value is None else value for value in filled[i]]
+        return tuple(filled)
+
 
 records_decoder = PerVersion(RecordsDecoder)  # one decoder per model version, kept while it serves
 
 
 Bytes = npt.NDArray[np.uint8]
 FLAGS_KEY = b'},"out_of_range":['
+IMPUTED_KEY = b'],"imputed":['  # closes out_of_range, opens imputed
 NO_FLAGS = b"[]"
 # From this many records the byte matrix beats formatting them one by one (its fixed cost is
 # some 40 numpy calls; bench/RESULTS.md).
 MATRIX_ROWS = 4096
-RECORD_END = b"]},"  # closes out_of_range and the record; the last record's comma is dropped
+RECORD_END = b"]},"  # closes imputed and the record; the last record's comma is dropped
+RECORD_TAIL = FLAGS_KEY + IMPUTED_KEY + RECORD_END
 
 
 def prediction_json(model: LoadedModel, batch: Batch, prediction: Prediction) -> bytes:
-    """The records' JSON array, `[{"label":...,"out_of_range":[...]},...]`."""
+    """The records' JSON array, `[{"label":...,"out_of_range":[...],"imputed":[...]},...]`."""
     rows = len(prediction.probabilities)
     if not rows:
         return b"[]"
@@ -214,26 +261,41 @@ def matrix(model: LoadedModel, batch: Batch, prediction: Prediction) -> bytes:
     parts = [heads[prediction.classes], cells[picked]]
     for j, key in enumerate(keys):
         parts += [_constant(key, rows), cells[:, j]]
-    parts += [_constant(FLAGS_KEY + RECORD_END, rows)]
+    # Missing values may be common, so the imputed lists are gathered like the labels (one
+    # padded row per distinct list); out-of-range values are rare, and spliced in afterwards.
+    imputed_sizes: npt.NDArray[np.int64] | int = 0
+    if batch.imputed:
+        index, texts = _imputed_lists(batch)
+        imputed_sizes = np.array([len(text) for text in texts], dtype=np.int64)[index]
+        parts += [_constant(FLAGS_KEY + IMPUTED_KEY, rows), padded_rows(texts)[index]]
+        parts += [_constant(RECORD_END, rows)]
+    else:
+        parts += [_constant(RECORD_TAIL, rows)]
     # Where each record (with its comma) ends in the joined bytes, for splicing flags in.
     ends = np.cumsum(
         np.count_nonzero(heads, axis=1)[prediction.classes]
         + cell_sizes[picked]
         + cell_sizes @ np.ones(width, dtype=np.int64)
         + sum(map(len, keys))
-        + len(FLAGS_KEY + RECORD_END)
+        + len(RECORD_TAIL)
+        + imputed_sizes
     )
+    # ... and where each record's out_of_range list goes: before its imputed list.
+    backs = len(IMPUTED_KEY + RECORD_END) + imputed_sizes
     flagged = batch.flagged()
     pieces = [b"["]
+    at = 0  # the next flagged record
     for first in range(0, rows, SLICE_ROWS):
         joined = _joined([part[first : first + SLICE_ROWS] for part in parts])
         written = int(ends[first - 1]) if first else 0  # bytes of the records before
         previous = 0
-        for row, names in flagged:
-            if first <= row < first + SLICE_ROWS:
-                cut = int(ends[row]) - written - len(RECORD_END)
-                pieces += [joined[previous:cut], orjson.dumps(names)[1:-1]]
-                previous = cut
+        while at < len(flagged) and flagged[at][0] < first + SLICE_ROWS:
+            row, names = flagged[at]
+            back = backs if isinstance(backs, int) else int(backs[row])
+            cut = int(ends[row]) - written - back
+            pieces += [joined[previous:cut], orjson.dumps(names)[1:-1]]
+            previous = cut
+            at += 1
         pieces.append(joined[previous:])
     pieces[-1] = pieces[-1][:-1]  # the last record's comma
     return b"".join(pieces) + b"]"
@@ -257,14 +319,30 @@ def formatted(model: LoadedModel, batch: Batch, prediction: Prediction) -> bytes
     flags = [NO_FLAGS] * batch.size  # then only the records with flags are encoded
     for row, names in batch.flagged():
         flags[row] = orjson.dumps(names)
+    imputed = [NO_FLAGS] * batch.size
+    if batch.imputed:
+        index, texts = _imputed_lists(batch)
+        arrays = [b"[" + text + b"]" for text in texts]
+        imputed = [arrays[i] for i in index.tolist()]
     columns = [tokens[j::width] for j in range(width)]
     records = [
         template % values
         for values in zip(
-            [label_values[index] for index in classes], chosen, *columns, flags, strict=True
+            [label_values[index] for index in classes],
+            chosen,
+            *columns,
+            flags,
+            imputed,
+            strict=True,
         )
     ]
     return b"[" + b",".join(records) + b"]"
+
+
+def _imputed_lists(batch: Batch) -> tuple[npt.NDArray[np.intp], list[bytes]]:
+    """`imputed_lists`, each list as the inside of its JSON array (`"income","region"`)."""
+    index, lists = imputed_lists(batch)
+    return index, [orjson.dumps(names)[1:-1] for names in lists]
 
 
 @lru_cache(maxsize=64)
@@ -273,7 +351,9 @@ def _record_template(labels: tuple[str, ...]) -> tuple[bytes, list[bytes]]:
     quoted = [orjson.dumps(label) for label in labels]
     probabilities = b",".join(label + b":%s" for label in quoted)
     template = (
-        b'{"label":%s,"probability":%s,"probabilities":{' + probabilities + b'},"out_of_range":%s}'
+        b'{"label":%s,"probability":%s,"probabilities":{'
+        + probabilities
+        + b'},"out_of_range":%s,"imputed":%s}'
     )
     return template, quoted
 

@@ -5,6 +5,11 @@ A body is decoded by msgspec straight into typed tensors (`tensors_decoder`); a 
 read answers None and is read again through orjson (`batch_from_tensors`), which names every
 problem. Both give the same batch (tests/service/test_v2_decoding.py).
 
+A `null` element is a missing value: a nullable feature's, which the model imputes (an empty
+string in a BYTES input too), or a required feature's problem. A model with nullable features
+has a third output, `imputed` (BYTES [n]): per row the features imputed, joined by
+FLAG_SEPARATOR ("" for none), returned unless the request names other outputs only.
+
 A refused request gets the protocol's `error` string, naming the first few problems, and the
 problems themselves (`BadTensor.problems`: input, element, rule, value), up to MAX_PROBLEMS."""
 
@@ -13,6 +18,7 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass
+from types import GenericAlias
 from typing import Any, Literal
 
 import msgspec
@@ -20,19 +26,22 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from service.codecs import Answer, PerVersion, Result, parse_json
+from service.codecs import Answer, PerVersion, Result, imputed_lists, parse_json
+from service.codecs.probabilities import FLAG_SEPARATOR
 from service.errors import SUMMARY_PROBLEMS, BadTensor, Problem, TooManyRows, summary
-from service.manifest import Feature, Manifest
+from service.manifest import MISSING_CATEGORY, Feature, Manifest
 from service.model import LoadedModel, Prediction
 from service.validation import (
     BOOL_TYPES,
     MAX_PROBLEMS,
+    MISSING_NUMBER,
     NUMBER_TYPES,
     Batch,
     Mask,
     Problems,
     Validator,
     ValuesInvalid,
+    required,
 )
 
 INTEGER_TYPES = frozenset(
@@ -41,6 +50,9 @@ INTEGER_TYPES = frozenset(
 FLOAT_TYPES = frozenset({"FP32", "FP64"})
 INTEGER: frozenset[type] = frozenset({int})  # what orjson makes of a JSON integer
 OUTPUTS = ("label", "probabilities")
+IMPUTED = "imputed"  # the third output of a model with nullable features
+WITH_IMPUTED = (*OUTPUTS, IMPUTED)
+NULL_TYPE = type(None)
 # Up to this many rows, `Validator.quick` (plain Python) beats the numpy path (measured).
 QUICK_ROWS = 16
 BOOLS = {0: False, 1: True}
@@ -56,7 +68,7 @@ def answer(model: LoadedModel, body: bytes, limit: int) -> Answer:
     decoded = tensors_decoder(model.validator).decode(body, limit)
     if decoded is not None:
         request_id = _request_id(decoded.id)
-        outputs = requested_outputs(decoded.outputs)
+        outputs = requested_outputs(decoded.outputs, model_outputs(model.validator))
         batch = decoded.batch
     else:
         request_id, outputs, batch = _read(model, body, limit)
@@ -64,7 +76,7 @@ def answer(model: LoadedModel, body: bytes, limit: int) -> Answer:
     body_out: dict[str, Any] = {"model_name": model.name, "model_version": model.version}
     if request_id is not None:
         body_out["id"] = request_id
-    body_out["outputs"] = encode_outputs(model, prediction, outputs)
+    body_out["outputs"] = encode_outputs(model, prediction, outputs, batch)
     encoded = orjson.dumps(body_out, option=orjson.OPT_SERIALIZE_NUMPY)
     return Answer(Result(batch, prediction), encoded)
 
@@ -75,7 +87,7 @@ def _read(model: LoadedModel, body: bytes, limit: int) -> tuple[str | None, list
     if type(payload) is not dict:
         raise BadTensor("the request body must be a JSON object with 'inputs'")
     request_id = _request_id(payload.get("id"))
-    outputs = requested_outputs(payload.get("outputs"))
+    outputs = requested_outputs(payload.get("outputs"), model_outputs(model.validator))
     return request_id, outputs, batch_from_tensors(model.validator, payload.get("inputs"), limit)
 
 
@@ -86,16 +98,29 @@ def _request_id(request_id: Any) -> str | None:
 
 
 def input_metadata(feature: Feature) -> dict[str, Any]:
-    """How a feature is declared in model metadata: BYTES for categories, FP32 for numbers."""
+    """How a feature is declared in model metadata: BYTES for categories, FP32 for numbers, and
+    in `parameters` whether its elements may be null, and what the model then uses instead."""
     datatype = "BYTES" if feature.type == "category" else "FP32"
-    return {"name": feature.name, "datatype": datatype, "shape": [-1, 1]}
+    parameters: dict[str, Any] = {"nullable": feature.nullable}
+    if feature.nullable:
+        parameters["impute"] = feature.impute
+        parameters["impute_value"] = feature.impute_value
+    return {"name": feature.name, "datatype": datatype, "shape": [-1, 1], "parameters": parameters}
 
 
 def output_metadata(manifest: Manifest) -> list[dict[str, Any]]:
-    return [
+    outputs = [
         {"name": "label", "datatype": "BYTES", "shape": [-1]},
         {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(manifest.labels)]},
     ]
+    if any(feature.nullable for feature in manifest.features):
+        outputs.append({"name": IMPUTED, "datatype": "BYTES", "shape": [-1]})
+    return outputs
+
+
+def model_outputs(validator: Validator) -> tuple[str, ...]:
+    """The outputs a model offers: `imputed` only where a feature may be missing."""
+    return WITH_IMPUTED if validator.nullable else OUTPUTS
 
 
 class _Refused(Exception):
@@ -155,7 +180,7 @@ def batch_from_tensors(validator: Validator, inputs: Any, limit: int) -> Batch:
         raise refusal(validator, found)
     size = sizes[0]
     if not found and size <= QUICK_ROWS:
-        values = [_quick_values(f, data[f.name]) for f in validator.features]
+        values = [_quick_values(f, columns[f.name]) for f in validator.features]
         batch = validator.quick(list(zip(*values, strict=True)))
         if batch is not None:
             return batch
@@ -183,35 +208,38 @@ def _text(problem: Problem) -> str:
         return problem.msg
     if problem.type == "extra_forbidden":
         return f"unexpected input {name[:80]!r}; {problem.msg}"
-    if problem.type == "missing":
+    if problem.type == "missing" and problem.index is None:
         return f"missing input {name!r}"
     if problem.index is None:
         return f"input {name!r}: {problem.msg}"
     where = f"input {name!r}, element {problem.index}"
+    if problem.type == "missing":  # a null element of a required feature
+        return f"{where}: {problem.msg} (got null; the input is not nullable)"
     if problem.type == "datatype":  # the message quotes the element already
         return f"{where}: {problem.msg}"
     return f"{where}: {problem.msg} (got {str(problem.input)[:80]!r})"
 
 
-def requested_outputs(outputs: Any) -> list[str]:
-    """The outputs the caller asked for, each once; binary tensor data is not offered.
+def requested_outputs(outputs: Any, offered: tuple[str, ...] = OUTPUTS) -> list[str]:
+    """The outputs the caller asked for among those the model `offered`, each once; binary
+    tensor data is not offered.
 
     Absent or empty means all of them, as in Triton (an empty list requests nothing, so every
     output is returned) and in the protocol's gRPC form, where an empty repeated field cannot be
     told from an absent one. A name given twice is refused, as a repeated input is.
     """
     if outputs is None:
-        return list(OUTPUTS)
+        return list(offered)
     if type(outputs) is not list:
         raise BadTensor("'outputs' must be a list")
     if not outputs:
-        return list(OUTPUTS)
+        return list(offered)
     names: list[str] = []
     for output in outputs:
         name = output.get("name") if type(output) is dict else None
-        if name not in OUTPUTS:
+        if name not in offered:
             raise BadTensor(
-                f"unknown output {str(name)[:80]!r}; the model's outputs are {list(OUTPUTS)}"
+                f"unknown output {str(name)[:80]!r}; the model's outputs are {list(offered)}"
             )
         if name in names:
             raise BadTensor(f"output {name!r} is requested twice")
@@ -223,9 +251,10 @@ def requested_outputs(outputs: Any) -> list[str]:
 
 
 def encode_outputs(
-    model: LoadedModel, prediction: Prediction, names: list[str]
+    model: LoadedModel, prediction: Prediction, names: list[str], batch: Batch
 ) -> list[dict[str, Any]]:
-    """`label` as BYTES (the label strings), `probabilities` as FP32 [n, k], row-major."""
+    """`label` as BYTES (the label strings), `probabilities` as FP32 [n, k], row-major,
+    `imputed` as BYTES (per row the features imputed, joined by FLAG_SEPARATOR)."""
     n, k = prediction.probabilities.shape
     encoded: list[dict[str, Any]] = []
     for name in names:
@@ -234,6 +263,13 @@ def encode_outputs(
             encoded.append(
                 {"name": name, "datatype": "BYTES", "shape": [n], "data": labels.tolist()}
             )
+        elif name == IMPUTED:
+            imputed = [""] * n
+            if batch.imputed:
+                index, lists = imputed_lists(batch)
+                texts = [FLAG_SEPARATOR.join(features) for features in lists]
+                imputed = [texts[i] for i in index.tolist()]
+            encoded.append({"name": name, "datatype": "BYTES", "shape": [n], "data": imputed})
         else:
             data = np.ascontiguousarray(prediction.probabilities).ravel()
             encoded.append({"name": name, "datatype": "FP32", "shape": [n, k], "data": data})
@@ -277,25 +313,38 @@ def _data(name: str, tensor: dict[str, Any], limit: int) -> list[Any]:
 def _typed(
     feature: Feature, tensor: dict[str, Any], data: dict[str, list[Any]], found: Problems
 ) -> tuple[list[Any], Mask | None]:
-    """The input's elements as the rules take them: each element not of the tensor's datatype
-    is reported to `found` and stands as NaN (None for a category), marked in the mask."""
+    """The input's elements as the rules take them: a null is a nullable feature's missing value
+    (NaN, or MISSING_CATEGORY); a null of a required feature and each element not of the
+    tensor's datatype are reported to `found` and stand as NaN (None for a category), marked in
+    the mask."""
     datatype, values = tensor.get("datatype"), data[feature.name]
+    missing: str | float
     if feature.type == "category":
         if datatype != "BYTES":
             raise _Refused("datatype", f"datatype {str(datatype)[:20]} should be BYTES")
-        allowed, instead, words = STRING, None, "a string"
+        allowed, instead, words, missing = STRING, None, "a string", MISSING_CATEGORY
     else:
-        allowed, instead, words = _number_types(feature, datatype), math.nan, str(datatype)
-    if set(map(type, values)) <= allowed:
+        allowed, instead = _number_types(feature, datatype), math.nan
+        words, missing = str(datatype), MISSING_NUMBER
+    types = set(map(type, values))
+    if types <= allowed:
         return values, None
-    bad = [type(v) not in allowed for v in values]
-    indices = [i for i, wrong in enumerate(bad) if wrong]
+    nullable = feature.nullable and NULL_TYPE in types
+    if nullable and types - {NULL_TYPE} <= allowed:
+        return [missing if value is None else value for value in values], None
+    bad = [type(value) not in allowed and not (nullable and value is None) for value in values]
+    nulls = [i for i, wrong in enumerate(bad) if wrong and values[i] is None]
+    found.add([required(feature, i) for i in nulls[:MAX_PROBLEMS]], len(nulls))
+    indices = [i for i, wrong in enumerate(bad) if wrong and values[i] is not None]
     problems = [
         Problem(i, feature.name, f"{str(values[i])[:40]!r} is not {words}", "datatype", values[i])
         for i in indices[:MAX_PROBLEMS]
     ]
     found.add(problems, len(indices))
-    read = [instead if wrong else value for value, wrong in zip(values, bad, strict=True)]
+    read = [
+        instead if wrong else missing if value is None else value
+        for value, wrong in zip(values, bad, strict=True)
+    ]
     return read, np.array(bad, dtype=np.bool_)
 
 
@@ -384,12 +433,14 @@ class TensorsDecoder:
         self._quick_rows = QUICK_ROWS
         self._decoder = msgspec.json.Decoder(_Body)
         self._validator = validator
-        # Decoding a category's values checks each is one of the allowed strings.
+        # Decoding a category's values checks each is one of the allowed strings (or, nullable,
+        # null or MISSING_CATEGORY, both its missing value).
         self._categories = {
-            f.name: msgspec.json.Decoder(list[Literal[tuple(f.categories)]])  # type: ignore[misc]
+            f.name: msgspec.json.Decoder(GenericAlias(list, (_element_type(f),)))
             for f in validator.categorical
             if f.categories
         }
+        self._nullable = [f.nullable for f in validator.numeric]
 
     def decode(self, body: bytes, limit: int) -> Decoded | None:
         """A valid body of `QUICK_ROWS` + 1 to `limit` rows, checked; None for anything else."""
@@ -423,7 +474,7 @@ class TensorsDecoder:
             w or t.datatype in self._float_types for w, t in zip(whole, numeric, strict=True)
         ):
             return None  # BOOL (or an unknown type) is the general path's
-        numbers = read_numbers([bytes(t.data) for t in numeric], size, whole)
+        numbers = read_numbers([bytes(t.data) for t in numeric], size, whole, self._nullable)
         if numbers is None:
             return None
         categories: dict[str, list[str]] = {}
@@ -432,11 +483,14 @@ class TensorsDecoder:
             if tensor.datatype != "BYTES" or decoder is None:
                 return None
             try:
-                categories[feature.name] = decoder.decode(tensor.data)
+                values = decoder.decode(tensor.data)
             except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
                 return None  # not a flat list of allowed strings
-            if len(categories[feature.name]) != size:
+            if len(values) != size:
                 return None
+            if feature.nullable and None in values:
+                values = [MISSING_CATEGORY if value is None else value for value in values]
+            categories[feature.name] = values
         # `assemble` quotes these values if a rule is broken; that answer is dropped here (None),
         # and the general path then quotes the caller's own values.
         raw = {f.name: values for f, values in zip(self._validator.numeric, numbers, strict=True)}
@@ -448,9 +502,12 @@ class TensorsDecoder:
             return None
 
 
-def read_numbers(arrays: list[bytes], size: int, whole: list[bool]) -> Floats | None:
+def read_numbers(
+    arrays: list[bytes], size: int, whole: list[bool], nullable: list[bool] | None = None
+) -> Floats | None:
     """JSON arrays of `size` numbers each as a [len(arrays), size] float64 matrix, or None when
-    one is not a flat array of numbers (or, where `whole[i]`, of integers only).
+    one is not a flat array of numbers (or, where `whole[i]`, of integers only); where
+    `nullable[i]`, a null is a missing value, NaN in the matrix.
 
     orjson reads the numbers, as on the general path, so each value is exactly the general
     path's. What is saved is its check of each value's type: an array whose bytes are only
@@ -461,7 +518,8 @@ def read_numbers(arrays: list[bytes], size: int, whole: list[bool]) -> Floats | 
     converting the list (both take a float's own value, and an int's nearest double).
     """
     matrix = np.empty((len(arrays), size), dtype=np.float64)
-    for row, (array, integers) in enumerate(zip(arrays, whole, strict=True)):
+    nulls = nullable or [False] * len(arrays)
+    for row, (array, integers, may_be_null) in enumerate(zip(arrays, whole, nulls, strict=True)):
         try:
             values = orjson.loads(array)
         except orjson.JSONDecodeError:
@@ -469,10 +527,24 @@ def read_numbers(arrays: list[bytes], size: int, whole: list[bool]) -> Floats | 
         if type(values) is not list or len(values) != size:
             return None
         checked = not integers and array.translate(None, PLAIN_NUMBERS) == b"[]"
-        if not checked and not set(map(type, values)) <= (INTEGER if integers else NUMBER):
-            return None
+        if not checked:
+            types = set(map(type, values))
+            if may_be_null and NULL_TYPE in types:
+                types.discard(NULL_TYPE)
+                values = [MISSING_NUMBER if value is None else value for value in values]
+            if not types <= (INTEGER if integers else NUMBER):
+                return None
         struct.pack_into(f"{size}d", matrix.data, row * size * DOUBLE, *values)
     return matrix
+
+
+def _element_type(feature: Feature) -> Any:
+    """A category's elements as msgspec checks them: one of the allowed strings, or (nullable)
+    its missing value, null or MISSING_CATEGORY."""
+    categories = tuple(feature.categories or ())
+    if feature.nullable:
+        return Literal[(*categories, MISSING_CATEGORY)] | None
+    return Literal[categories]
 
 
 def _rows(tensor: _Tensor) -> int:

@@ -76,6 +76,12 @@ class Metrics:
             ["model", "feature"],
             registry=self.registry,
         )
+        self.imputed = Counter(
+            "predict_imputed",
+            "Missing values of nullable features, imputed by the model, by feature.",
+            ["model", "feature"],
+            registry=self.registry,
+        )
         self.model_info = Gauge(
             "predict_model_info",
             "The version each task serves (value 1).",
@@ -94,6 +100,7 @@ class Metrics:
         self._record_children: dict[tuple[str, str], Any] = {}
         self._label_children: dict[tuple[str, str], Any] = {}
         self._range_children: dict[tuple[str, str], Any] = {}
+        self._imputed_children: dict[tuple[str, str], Any] = {}
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -119,8 +126,10 @@ class Metrics:
         model: LoadedModel,
         classes: npt.NDArray[np.intp],
         out_of_range: dict[str, npt.NDArray[np.bool_]],
+        imputed: dict[str, npt.NDArray[np.bool_]] | None = None,
     ) -> None:
-        """Count labels with one bincount rather than per record."""
+        """Count labels with one bincount rather than per record; then the values outside the
+        training range and the missing values imputed (masks of the features with any)."""
         name = model.name
         labels = model.manifest.labels
         if len(classes) == 1:
@@ -132,6 +141,9 @@ class Metrics:
                     self._child(self.predictions, self._label_children, name, label).inc(count)
         for feature, mask in out_of_range.items():
             child = self._child(self.out_of_range, self._range_children, name, feature)
+            child.inc(int(np.count_nonzero(mask)))
+        for feature, mask in (imputed or {}).items():
+            child = self._child(self.imputed, self._imputed_children, name, feature)
             child.inc(int(np.count_nonzero(mask)))
 
     def loaded(self, model: LoadedModel, previous: LoadedModel | None) -> None:

@@ -58,6 +58,29 @@ function percent(p) {
   return `${(p * 100).toFixed(1)}%`;
 }
 
+// What a nullable feature's missing value becomes (the manifest's impute rule and value).
+const IMPUTE_WORDS = {
+  median: "the median in training",
+  mean: "the mean in training",
+  most_frequent: "the most frequent value in training",
+  constant: "a fixed value",
+};
+
+function imputeValue(feature) {
+  const value = feature.impute_value;
+  if (feature.type === "bool") return value ? "Yes" : "No";
+  return typeof value === "number" ? withUnit(value, feature) : String(value);
+}
+
+function imputeWords(feature) {
+  return IMPUTE_WORDS[feature.impute] || feature.impute;
+}
+
+// "empty: median 42 years is used"
+function emptyNote(feature) {
+  return `empty: ${feature.impute.replace(/_/g, " ")} ${imputeValue(feature)} is used`;
+}
+
 // ---- tabs ----
 
 function selectTab(tab) {
@@ -140,31 +163,39 @@ function renderForm(model) {
   $("model-title").textContent = `Predict: ${model.title || model.name}`;
   $("model-description").textContent = `${model.description || ""} Version ${model.version}.`;
   const fields = $("fields");
-  fields.replaceChildren(...model.features.map((f) => fieldFor(f)));
+  const nullable = model.features.some((f) => f.nullable);
+  fields.replaceChildren(...model.features.map((f) => fieldFor(f, nullable)));
   fillExample(model);
 }
 
-function fieldFor(feature) {
+// A required field must be filled in (the browser refuses the form otherwise); a nullable one
+// may be left empty, and says what the model then uses.
+function fieldFor(feature, someNullable) {
   const id = `f-${feature.name}`;
   const hintId = `${id}-hint`;
   const wrapper = el("div", { class: "field" });
   const label = el("label", { for: id }, humanize(feature.name, feature.unit));
   if (feature.unit) label.append(" ", el("span", { class: "unit" }, `(${feature.unit})`));
+  const required = feature.nullable ? undefined : "";
+  const empty = feature.nullable ? emptyNote(feature) : undefined;
   let input;
-  if (feature.type === "category") {
-    input = el("select", { id, name: feature.name, required: "", "aria-describedby": hintId });
-    for (const category of feature.categories) {
-      input.append(el("option", { value: category }, category));
+  if (feature.type === "category" || feature.type === "bool") {
+    input = el("select", { id, name: feature.name, required, "aria-describedby": hintId });
+    if (feature.nullable) input.append(el("option", { value: "" }, `(${empty})`));
+    if (feature.type === "bool") {
+      input.append(el("option", { value: "true" }, "Yes"), el("option", { value: "false" }, "No"));
+    } else {
+      for (const category of feature.categories) {
+        input.append(el("option", { value: category }, category));
+      }
     }
-  } else if (feature.type === "bool") {
-    input = el("select", { id, name: feature.name, required: "", "aria-describedby": hintId });
-    input.append(el("option", { value: "true" }, "Yes"), el("option", { value: "false" }, "No"));
   } else {
     input = el("input", {
       id,
       name: feature.name,
       type: "number",
-      required: "",
+      required,
+      placeholder: empty,
       min: feature.min ?? undefined,
       max: feature.max ?? undefined,
       step: feature.type === "int" ? "1" : "any",
@@ -172,12 +203,20 @@ function fieldFor(feature) {
       "aria-describedby": hintId,
     });
   }
-  wrapper.append(label, input, el("p", { class: "hint", id: hintId }, hintFor(feature)));
+  const hint = hintFor(feature, someNullable);
+  wrapper.append(label, input, el("p", { class: "hint", id: hintId }, hint));
   return wrapper;
 }
 
-function hintFor(feature) {
+function hintFor(feature, someNullable) {
   const parts = [feature.description];
+  if (feature.nullable) {
+    parts.push(
+      `May be left empty: the model then uses ${imputeValue(feature)} (${imputeWords(feature)}).`,
+    );
+  } else if (someNullable) {
+    parts.push("Required.");
+  }
   if (feature.type === "float" || feature.type === "int") {
     if (feature.min !== null && feature.max !== null) {
       parts.push(`Allowed ${formatNumber(feature.min)} to ${withUnit(feature.max, feature)}.`);
@@ -191,25 +230,37 @@ function hintFor(feature) {
   return parts.filter(Boolean).join(" ");
 }
 
+// An example record may leave a nullable feature out: its field is then left empty.
 function fillExample(model) {
   const record = exampleRecord(model);
   for (const feature of model.features) {
     const input = $(`f-${feature.name}`);
     const value = record[feature.name];
-    if (value === undefined) continue;
-    input.value = feature.type === "bool" ? String(Boolean(value)) : String(value);
+    if (value === undefined || value === null) input.value = "";
+    else input.value = feature.type === "bool" ? String(Boolean(value)) : String(value);
   }
 }
 
+// An empty field is left out of the record: the model imputes a nullable feature, and the API
+// refuses a required one ("Field required"), should the browser's own check be bypassed.
 function readRecord(model) {
   const record = {};
   for (const feature of model.features) {
     const raw = $(`f-${feature.name}`).value;
+    if (raw.trim() === "") continue;
     if (feature.type === "category") record[feature.name] = raw;
     else if (feature.type === "bool") record[feature.name] = raw === "true";
     else record[feature.name] = Number(raw);
   }
   return record;
+}
+
+const REQUIRED_EMPTY = "required: fill it in (the model has no value to use instead)";
+
+// The required fields left empty, all named (the browser's bubble names only the first; the form
+// is `novalidate`, so this check runs before `reportValidity` shows it).
+function emptyRequired(model) {
+  return model.features.filter((f) => !f.nullable && $(`f-${f.name}`).value.trim() === "");
 }
 
 // ---- one prediction ----
@@ -218,11 +269,17 @@ async function predict(event) {
   event.preventDefault();
   const form = $("predict-form");
   const model = state.model;
-  if (!model || !form.reportValidity()) return;
+  if (!model) return;
+  $("predict-errors").hidden = true;
+  const empty = emptyRequired(model);
+  if (empty.length) {
+    const detail = empty.map((f) => ({ loc: [f.name], msg: REQUIRED_EMPTY }));
+    showPredictErrors(detail, "Not sent: some required fields are empty.");
+  }
+  if (!form.reportValidity()) return;
   const record = readRecord(model);
   const button = $("predict-button");
   button.disabled = true;
-  $("predict-errors").hidden = true;
   try {
     const response = await fetch(`/v1/models/${encodeURIComponent(model.name)}/predict`, {
       method: "POST",
@@ -261,7 +318,17 @@ function showResult(model, record, prediction) {
   warnings.replaceChildren(
     ...prediction.out_of_range.map((name) => el("li", {}, rangeWarning(model, record, name))),
   );
+  $("imputed").replaceChildren(
+    ...(prediction.imputed || []).map((name) => el("li", {}, imputedNote(model, name))),
+  );
   $("result").hidden = false;
+}
+
+function imputedNote(model, name) {
+  const feature = model.features.find((f) => f.name === name);
+  if (!feature || !feature.nullable) return `${name} was missing; the model imputed it.`;
+  const label = humanize(feature.name, feature.unit);
+  return `${label} was left empty: the model used ${imputeValue(feature)} (${imputeWords(feature)}).`;
 }
 
 function probabilityBar(label, p, threshold) {
@@ -305,9 +372,9 @@ function capitalize(text) {
   return text.charAt(0).toUpperCase() + text.slice(1);
 }
 
-function showPredictErrors(detail) {
+function showPredictErrors(detail, heading = "The model refused this record:") {
   const box = $("predict-errors");
-  box.replaceChildren(el("p", {}, "The model refused this record:"));
+  box.replaceChildren(el("p", {}, heading));
   const list = el("ul");
   for (const item of Array.isArray(detail) ? detail : [{ msg: String(detail) }]) {
     const field = Array.isArray(item.loc) ? item.loc[item.loc.length - 1] : null;
@@ -323,7 +390,10 @@ function showPredictErrors(detail) {
 
 function renderBatchHelp(model) {
   const names = model.features.map((f) => f.name).join(", ");
-  $("expected-columns").textContent = `Columns: ${names}.`;
+  const nullable = model.features.filter((f) => f.nullable).map((f) => f.name);
+  $("expected-columns").textContent =
+    `Columns: ${names}.` +
+    (nullable.length ? ` Cells of ${nullable.join(", ")} may be left empty (imputed).` : "");
   if (state.exampleUrl) URL.revokeObjectURL(state.exampleUrl);
   const header = model.features.map((f) => f.name);
   const lines = [header.join(",")];
@@ -337,7 +407,7 @@ function renderBatchHelp(model) {
 }
 
 function csvCell(value) {
-  const text = String(value);
+  const text = value === undefined || value === null ? "" : String(value);
   return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
 }
 
@@ -369,15 +439,31 @@ async function scoreFile(event) {
   }
 }
 
+// The appended columns come last, named as the API names them (prefixed `predicted_` when the
+// file already had such a column).
+function appendedColumn(header, name) {
+  for (let i = header.length - 1; i >= 0; i--) {
+    if (header[i] === name || header[i] === `predicted_${name}`) return i;
+  }
+  return -1;
+}
+
 function showScored(model, file, text) {
   const records = parseCsv(text);
   const header = records.shift() || [];
-  const flagColumn = header.length - 1;
-  const flagged = records.filter((r) => r[flagColumn]).length;
+  const count = (name) => {
+    const column = appendedColumn(header, name);
+    return column < 0 ? 0 : records.filter((r) => r[column]).length;
+  };
+  const flagged = count("out_of_range");
+  const imputed = count("imputed");
   const rows = records.length;
+  const notes = [];
+  if (flagged) notes.push(`${flagged} with values outside the training range (see out_of_range)`);
+  if (imputed) notes.push(`${imputed} with empty values the model imputed (see imputed)`);
   $("batch-summary").textContent =
     `${rows} ${rows === 1 ? "row" : "rows"} scored, 0 errors` +
-    (flagged ? `; ${flagged} with values outside the training range (see out_of_range).` : ".");
+    (notes.length ? `; ${notes.join("; ")}.` : ".");
   if (state.downloadUrl) URL.revokeObjectURL(state.downloadUrl);
   state.downloadUrl = URL.createObjectURL(new Blob([text], { type: "text/csv" }));
   const link = $("batch-download");
@@ -496,6 +582,14 @@ function renderCard(card) {
       "Threshold",
       `${card.positive_label} when P(${card.positive_label}) ≥ ${formatNumber(card.threshold)}${how}`,
     ]);
+  }
+  if (card.nullable && card.nullable.length) {
+    const missing = card.nullable.map(
+      (f) =>
+        `${f.name} (${f.impute.replace(/_/g, " ")} ${imputeValue(f)}; ` +
+        `missing in ${percent(f.train_missing_rate)} of training rows)`,
+    );
+    facts.push(["May be missing", missing.join(", ")]);
   }
   const list = $("card-facts");
   list.replaceChildren();

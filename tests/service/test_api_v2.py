@@ -64,7 +64,13 @@ def test_tritonclient_health_and_metadata(
     inputs = {i["name"]: i for i in metadata["inputs"]}
     assert list(inputs) == [f.name for f in churn.features]
     assert inputs["geography"]["datatype"] == "BYTES"
-    assert inputs["age"] == {"name": "age", "datatype": "FP32", "shape": [-1, 1]}
+    assert inputs["age"] == {
+        "name": "age",
+        "datatype": "FP32",
+        "shape": [-1, 1],
+        "parameters": {"nullable": False},
+    }
+    assert [o["name"] for o in metadata["outputs"]] == ["label", "probabilities"]  # no imputed
     outputs = {o["name"]: o for o in metadata["outputs"]}
     assert outputs["probabilities"]["shape"] == [-1, 2]
     assert outputs["label"]["datatype"] == "BYTES"

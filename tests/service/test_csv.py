@@ -110,7 +110,11 @@ def test_out_of_range_features_are_listed_in_their_column(
         ("Balance", "-Infinity", "finite_number"),
         ("Balance", "1e999", "finite_number"),
         ("Age", "forty", "float_parsing"),
-        ("Age", "", "float_parsing"),
+        ("Age", "", "missing"),
+        ("Age", "  ", "missing"),
+        ("Age", "NA", "missing"),
+        ("Geography", "", "missing"),
+        ("HasCrCard", "?", "missing"),
         ("Age", "40.5", "int_from_float"),
         ("Geography", "Mars", "enum"),
         ("HasCrCard", "maybe", "bool_parsing"),
@@ -127,16 +131,23 @@ def test_a_bad_cell_names_its_row_and_column(
     assert found[0]["input"] == value
 
 
-def test_nan_in_another_model_names_its_column(client: httpx.Client, draft_pick: Manifest) -> None:
+@pytest.mark.parametrize(
+    ("cell", "msg"), [("nan", "Input should be a finite number"), ("NaN", "Field required")]
+)
+def test_nan_in_another_model_names_its_column(
+    client: httpx.Client, draft_pick: Manifest, cell: str, msg: str
+) -> None:
+    """The cell `NaN` is one of the manifest's NA words, so a missing value (required here);
+    `nan` is not, so it is read as a number, not a finite one."""
     header = [f.name for f in draft_pick.features]
     row = [str(draft_pick.examples[0].record[name]) for name in header]
-    row[header.index("points_per_game")] = "NaN"
+    row[header.index("points_per_game")] = cell
     response = client.post(
         "/v1/models/draft_pick/predict", content=encode([row], header), headers=CSV
     )
     found = errors(response, 422)
     assert found[0]["loc"] == ["body", "rows", 0, "points_per_game"]
-    assert found[0]["msg"] == "Input should be a finite number"
+    assert found[0]["msg"] == msg
 
 
 def test_a_missing_column_is_named_with_its_aliases(client: httpx.Client, churn: Manifest) -> None:

@@ -183,7 +183,7 @@ def test_bad_rows_are_set_aside_with_the_csv_rows_columns_and_messages(
     data["Age"][1] = "old"
     data["Geography"][2] = "Mars"
     data["Age"][3] = "150"
-    data["CreditScore"][4] = None  # a null is reported as an empty CSV cell is
+    data["CreditScore"][4] = None  # a null is missing, as an empty CSV cell is
     data["HasCrCard"][5] = None
     data["Geography"][6] = None
     data["Balance"][7] = -5.0
@@ -208,9 +208,10 @@ def test_bad_rows_are_set_aside_with_the_csv_rows_columns_and_messages(
     assert {e["line"] for e in read_csv(parquet_errors)} == {""}  # a Parquet file has no lines
     found = {(e["row"], e["column"]): e["error"] for e in read_csv(parquet_errors)}
     assert found["1", "Age"].startswith("Input should be a valid number")
-    assert found["4", "CreditScore"] == found["1", "Age"]
-    assert found["5", "HasCrCard"].startswith("Input should be a boolean")
-    assert found["6", "Geography"] == found["2", "Geography"]
+    assert found["2", "Geography"].startswith("Input should be 'France'")
+    # A null in a required feature, typed or text, is a missing value, as a blank CSV cell.
+    assert found["4", "CreditScore"] == found["5", "HasCrCard"] == "Field required"
+    assert found["6", "Geography"] == found["9", "Age"] == "Field required"
     assert list(read_csv(parquet_errors)[0]) == score.ERRORS_HEADER
     same_predictions(tmp_path / "out.pq", tmp_path / "out.csv", PREDICTIONS)
     assert pq.read_table(tmp_path / "out.pq").column("RowNumber").to_pylist() == [1, 9, 12]

@@ -1,6 +1,6 @@
 """`byterecords` writes exactly what orjson writes for `prediction_records`, both ways (record
 by record, and as a byte matrix), for any probabilities (exponent notation, NaN and infinities
-included), flags and labels.
+included), flags (out of range and imputed) and labels.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ __all__ = ["models"]  # the fixture, shared with the CSV byte writer's tests
 def prediction_records(
     model: LoadedModel, batch: Batch, prediction: Prediction
 ) -> list[dict[str, Any]]:
-    """Per record: label, probability, probabilities by label, out_of_range (features).
+    """Per record: label, probability, probabilities by label, out_of_range and imputed
+    (features).
 
     One rounding and one `tolist` for the whole batch; the chosen probability is read from the
     rounded row rather than computed again.
@@ -53,9 +54,24 @@ def prediction_records(
             "probability": p,
             "probabilities": dict(zip(labels, row, strict=True)),
             "out_of_range": flags,
+            "imputed": imputed,
         }
-        for index, p, row, flags in zip(classes, chosen, rows, batch.flags(), strict=True)
+        for index, p, row, flags, imputed in zip(
+            classes, chosen, rows, batch.flags(), batch.imputed_flags(), strict=True
+        )
     ]
+
+
+def with_imputed(batch: Batch, model: LoadedModel, rows: list[list[bool]]) -> Batch:
+    """The batch with the features marked in each row imputed (the last features first, so
+    they differ from the out-of-range ones)."""
+    names = [f.name for f in reversed(model.manifest.features)][: len(rows[0]) if rows else 0]
+    imputed = {
+        name: np.array(column, dtype=np.bool_)
+        for name, column in zip(names, zip(*rows, strict=True), strict=True)
+        if any(column)
+    }
+    return replace(batch, imputed=imputed)
 
 
 def expected(model: LoadedModel, batch: Batch, prediction: Prediction) -> bytes:
@@ -74,7 +90,8 @@ def test_records_are_the_orjson_records(
     probabilities = np.array(values, dtype=np.float32).reshape(rows, width)
     prediction = Prediction(probabilities, model.decide(probabilities))
     flags = data.draw(st.lists(st.lists(st.booleans(), min_size=3, max_size=3), min_size=rows))
-    batch = flagged_batch(model, flags[:rows])
+    missing = data.draw(st.lists(st.lists(st.booleans(), min_size=2, max_size=2), min_size=rows))
+    batch = with_imputed(flagged_batch(model, flags[:rows]), model, missing[:rows])
 
     assert formatted(model, batch, prediction) == expected(model, batch, prediction)
     assert matrix(model, batch, prediction) == expected(model, batch, prediction)
@@ -84,7 +101,8 @@ def test_records_are_the_orjson_records(
 def test_batches_of_several_slices_splice_every_flag(
     models: dict[str, LoadedModel], task: str
 ) -> None:
-    """Flags on the first and last record and at every slice edge, across three slices."""
+    """Flags on the first and last record and at every slice edge, across three slices (and
+    imputed features there and just before)."""
     model = models[task]
     rows = 2 * SLICE_ROWS + 7
     width = len(model.manifest.labels)
@@ -94,7 +112,9 @@ def test_batches_of_several_slices_splice_every_flag(
     hit = np.zeros(rows, dtype=np.bool_)
     hit[[0, SLICE_ROWS - 1, SLICE_ROWS, 2 * SLICE_ROWS, rows - 1]] = True
     names = [f.name for f in model.validator.numeric]
-    batch = Batch(rows, {}, {names[0]: hit, names[1]: np.roll(hit, 1)})
+    last = model.manifest.features[-1].name
+    imputed = {last: np.roll(hit, -1) | hit}
+    batch = Batch(rows, {}, {names[0]: hit, names[1]: np.roll(hit, 1)}, imputed)
 
     assert rows >= MATRIX_ROWS  # so the matrix writes it
     body = prediction_json(model, batch, prediction)

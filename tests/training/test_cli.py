@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from service.manifest import STAGING_PREFIX, Manifest, read_pointer
+from tests.missing_values import write_files
 from training import registry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -285,3 +286,34 @@ def test_a_clean_run_says_it_has_no_warnings(tmp_path: Path) -> None:
     result = cli("train", "draft_pick", "--rows", "400", "--quiet", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "draft_pick: data quality: no warnings (400 rows)" in result.stdout
+
+
+def test_the_summary_lists_the_features_that_may_be_missing(tmp_path: Path) -> None:
+    write_files(tmp_path)
+    result = cli("train", "--spec", "loans.toml", "--data", "loans.csv", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    manifest = Manifest.load(
+        tmp_path / "models" / "loans" / read_pointer(tmp_path / "models" / "loans")
+    )
+    lines = result.stdout.split("training summary", 1)[1].splitlines()
+    start = lines.index("loans: may be missing (6 of 7):")
+    income = manifest.feature("income")
+    assert lines[start + 1] == (
+        f"  income: median -> {income.impute_value:.4g} "
+        f"({income.train_missing_rate:.1%} missing in training)"
+    )
+    assert "  purpose: constant -> other, with an indicator input (" in lines[start + 6]
+
+
+def test_a_blank_in_a_required_feature_exits_2_naming_the_key(tmp_path: Path) -> None:
+    write_files(tmp_path)
+    frame = pd.read_csv(tmp_path / "loans.csv", dtype=str, keep_default_na=False)
+    frame.loc[11, "Age"] = " NA "
+    frame.to_csv(tmp_path / "loans.csv", index=False)
+    result = cli("train", "--spec", "loans.toml", "--data", "loans.csv", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == (
+        "error: loans.csv: column 'Age', line 13: 'NA' (missing); a required feature: to allow "
+        "missing values set features.age.impute (or [defaults] impute)"
+    )
+    assert not (tmp_path / "models").exists()

@@ -7,13 +7,22 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from service.codecs.csv import layout
-from service.manifest import Manifest, header_keys, normalize_header, read_pointer
-from training.data import DataError, from_frame, read_csv, split
+from service.manifest import (
+    DEFAULT_NA_VALUES,
+    MISSING_CATEGORY,
+    Manifest,
+    header_keys,
+    normalize_header,
+    read_pointer,
+)
+from tests.missing_values import NULLABLE, REQUIRED, load_loans_spec, write_files
+from training.data import DataError, from_frame, missing_mask, read_csv, split
 from training.generators import generate
 from training.spec import TaskSpec, load_spec, load_task
 
@@ -72,7 +81,13 @@ def test_labels_may_be_written_as_label_names(tmp_path: Path) -> None:
         ),
         (0, ",France,", ",Italy,", r"column 'Geography', line 2: 'Italy' is not a known category"),
         (3, ",39,", ",39.5,", r"column 'Age', line 5: '39.5' is not a whole number"),
-        (1, ",Female,41,", ",Female,,", r"column 'Age', line 3: '' is empty"),
+        (
+            1,
+            ",Female,41,",
+            ",Female,,",
+            r"column 'Age', line 3: empty \(missing\); a required feature: to allow missing "
+            r"values set features\.age\.impute \(or \[defaults\] impute\)",
+        ),
         (0, ",1,1,1,", ",1,maybe,1,", r"column 'HasCrCard', line 2: 'maybe' is not a boolean"),
         (2, ",159660.80,", ",nan,", r"column 'Balance', line 4: 'nan' is not a finite number"),
         (2, ",159660.80,", ",inf,", r"column 'Balance', line 4: 'inf' is not a finite number"),
@@ -301,3 +316,132 @@ def test_a_repeated_header_the_spec_does_not_use_is_dropped(tmp_path: Path) -> N
     header = BANK_HEADER + ",Notes,Notes"
     data = read_csv(load_task("churn"), bank_csv(tmp_path, [r + ",a,b" for r in GOOD_ROWS], header))
     assert data.y.tolist() == [1, 0, 1, 0] and data.headers["age"] == "Age"
+
+
+# Missing values: which cells are missing, where they are allowed, and what they become.
+
+NULLABLE_SPEC = """
+name = "tiny"
+[target]
+name = "y"
+labels = ["no", "yes"]
+values = [0, 1]
+positive = "yes"
+[[features]]
+name = "amount"
+type = "float"
+min = 0
+max = 100
+impute = "median"
+[[features]]
+name = "count"
+type = "int"
+min = 0
+max = 10
+[[features]]
+name = "flag"
+type = "bool"
+impute = "most_frequent"
+[[features]]
+name = "kind"
+type = "category"
+categories = ["car", "None", "home"]
+impute = "constant"
+fill_value = "car"
+[[features]]
+name = "colour"
+type = "category"
+categories = ["red", "blue"]
+"""
+NULLABLE_ROWS = [
+    "amount,count,flag,kind,colour,y",
+    "12.5,1,yes,car,red,0",
+    ",2,no,None,blue,1",
+    "NA,3,null,,red,0",
+    "  ,4,?,home,blue,1",
+    "None,5,true, N/A ,red,1",
+]
+
+
+def nullable_files(tmp_path: Path, rows: list[str], spec: str = NULLABLE_SPEC) -> tuple[Path, Path]:
+    spec_path, csv_path = tmp_path / "tiny.toml", tmp_path / "tiny.csv"
+    spec_path.write_text(spec, encoding="utf-8")
+    csv_path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return spec_path, csv_path
+
+
+def test_missing_cells_of_nullable_features_become_nan_or_the_empty_category(
+    tmp_path: Path,
+) -> None:
+    spec_path, csv_path = nullable_files(tmp_path, NULLABLE_ROWS)
+    X = read_csv(load_spec(spec_path), csv_path).X
+    np.testing.assert_array_equal(X["amount"], [12.5, np.nan, np.nan, np.nan, np.nan])
+    np.testing.assert_array_equal(X["flag"], [1.0, 0.0, np.nan, np.nan, 1.0])
+    # "None" is one of kind's categories, so there it is that category, not a missing value.
+    assert X["kind"].tolist() == ["car", "None", MISSING_CATEGORY, "home", MISSING_CATEGORY]
+    assert X["count"].tolist() == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize(
+    ("column", "cell", "shown"),
+    [
+        ("count", "", "empty"),
+        ("count", "   ", "empty"),
+        ("count", "NA", "'NA'"),
+        ("colour", "?", "'?'"),
+    ],
+)
+def test_a_missing_value_in_a_required_feature_names_column_line_and_key(
+    tmp_path: Path, column: str, cell: str, shown: str
+) -> None:
+    rows = list(NULLABLE_ROWS)
+    cells = rows[3].split(",")
+    cells[rows[0].split(",").index(column)] = cell
+    rows[3] = ",".join(cells)
+    spec_path, csv_path = nullable_files(tmp_path, rows)
+    with pytest.raises(DataError) as caught:
+        read_csv(load_spec(spec_path), csv_path)
+    assert str(caught.value) == (
+        f"{csv_path}: column {column!r}, line 4: {shown} (missing); a required feature: to allow "
+        f"missing values set features.{column}.impute (or [defaults] impute)"
+    )
+
+
+def test_the_spec_na_values_replace_the_defaults(tmp_path: Path) -> None:
+    spec = NULLABLE_SPEC.replace('name = "tiny"', 'name = "tiny"\nna_values = ["-1", "n/a"]', 1)
+    rows = [NULLABLE_ROWS[0], "-1,1,n/a,car,red,0", " , 2, no, n/a ,blue,1", "7,3,yes,,red,1"]
+    spec_path, csv_path = nullable_files(tmp_path, rows, spec)
+    X = read_csv(load_spec(spec_path), csv_path).X
+    np.testing.assert_array_equal(X["amount"], [np.nan, np.nan, 7.0])  # a blank is missing too
+    np.testing.assert_array_equal(X["flag"], [np.nan, 0.0, 1.0])
+    assert X["kind"].tolist() == ["car", MISSING_CATEGORY, MISSING_CATEGORY]
+    rows.append("NA,3,yes,car,red,1")  # no longer a missing value: a bad number
+    spec_path, csv_path = nullable_files(tmp_path, rows, spec)
+    with pytest.raises(DataError, match=r"column 'amount', line 5: 'NA' is not a finite number"):
+        read_csv(load_spec(spec_path), csv_path)
+
+
+def test_a_missing_target_names_column_and_line(tmp_path: Path) -> None:
+    rows = [*NULLABLE_ROWS[:3], "1,3,yes,car,red,NA", *NULLABLE_ROWS[4:]]
+    spec_path, csv_path = nullable_files(tmp_path, rows)
+    with pytest.raises(DataError, match=r"column 'y', line 4: 'NA' \(missing\); every row needs"):
+        read_csv(load_spec(spec_path), csv_path)
+
+
+def test_a_nullable_column_missing_in_every_row_is_refused(tmp_path: Path) -> None:
+    rows = [NULLABLE_ROWS[0], *("NA," + row.split(",", 1)[1] for row in NULLABLE_ROWS[1:])]
+    spec_path, csv_path = nullable_files(tmp_path, rows)
+    with pytest.raises(DataError, match=r"column 'amount': every value is missing"):
+        read_csv(load_spec(spec_path), csv_path)
+
+
+def test_the_loans_file_reads_with_every_blank_in_place(tmp_path: Path) -> None:
+    spec_path, csv_path = write_files(tmp_path)
+    frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    data = read_csv(load_spec(spec_path), csv_path)
+    headers = data.headers
+    for name in NULLABLE:
+        blanks = frame[headers[name]].str.strip().isin(["", *DEFAULT_NA_VALUES])
+        assert blanks.sum() > 0
+        assert (missing_mask(load_loans_spec(), data.X)[name] == blanks).all()
+    assert not data.X[list(REQUIRED)].isna().to_numpy().any()

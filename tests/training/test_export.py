@@ -12,12 +12,22 @@ import onnxruntime as ort
 import pytest
 
 from service.manifest import DataInfo, Manifest, sha256_file
-from training.data import from_frame, split
+from tests.missing_values import load_loans_spec, write_files
+from training.data import from_frame, missing_mask, read_csv, split
 from training.evaluate import evaluate
-from training.export import ExportInputs, ParityError, export_model
+from training.export import (
+    EXAMPLE_COUNT,
+    PARITY_MISSING_ROWS,
+    ConversionError,
+    ExportInputs,
+    ParityError,
+    example_rows,
+    export_model,
+    parity_rows,
+)
 from training.generators import generate
 from training.pipeline import build_pipeline
-from training.spec import load_task
+from training.spec import SpecError, load_task
 
 
 @pytest.fixture(scope="module")
@@ -114,3 +124,46 @@ def test_parity_gate_refuses_to_write(fitted, tmp_path: Path) -> None:  # type: 
         export_model(pipeline, spec, tmp_path, inputs(parts, pipeline), tolerance=0.0)
     assert not (tmp_path / "model.onnx").exists()
     assert not (tmp_path / "manifest.json").exists()
+
+
+def test_a_spec_without_missing_values_is_checked_on_its_rows_alone(fitted) -> None:  # type: ignore[no-untyped-def]
+    spec, parts, _ = fitted
+    assert parity_rows(spec, parts.test.X) is parts.test.X
+    assert example_rows(spec, parts.test.X).equals(parts.test.X.head(EXAMPLE_COUNT))
+
+
+def test_parity_rows_leave_out_each_nullable_feature_then_all(tmp_path: Path) -> None:
+    spec = load_loans_spec()
+    _, csv_path = write_files(tmp_path, rows=300)
+    X = read_csv(spec, csv_path).X
+    rows = parity_rows(spec, X)
+    nullable = spec.nullable_features
+    assert len(rows) == len(X) + (len(nullable) + 1) * PARITY_MISSING_ROWS
+    missing = missing_mask(spec, rows).iloc[len(X) :].to_numpy()
+    blocks = missing.reshape(len(nullable) + 1, PARITY_MISSING_ROWS, len(spec.features))
+    columns = [spec.feature_names.index(name) for name in nullable]
+    for block, column in zip(blocks, columns, strict=False):
+        assert block[:, column].all()
+    assert blocks[-1][:, columns].all() and not blocks[-1][:, spec.feature_names.index("age")].any()
+
+
+def test_what_skl2onnx_cannot_convert_is_refused_naming_the_feature_and_key(
+    tmp_path: Path,
+) -> None:
+    """An imputer with its own indicator (skl2onnx fails on it) stands for any unsupported step."""
+    spec = load_loans_spec()
+    _, csv_path = write_files(tmp_path / "data", rows=300)
+    data = read_csv(spec, csv_path)
+    pipeline = build_pipeline(spec, spec.mlp.model_copy(update={"max_iter": 3}), 0)
+    pipeline.set_params(pre__num_median__impute__add_indicator=True)
+    pipeline.fit(data.X, data.y)
+    parts = split(data, spec.split, 0)
+    folder = tmp_path / "version"
+    folder.mkdir()
+    with pytest.raises(ConversionError) as caught:
+        export_model(pipeline, spec, folder, inputs(parts, pipeline))
+    message = str(caught.value)
+    assert isinstance(caught.value, SpecError)  # the CLI's exit 2, nothing written
+    assert message.startswith("loans: skl2onnx cannot convert the 'num_median' step for 'income'")
+    assert message.endswith("change features.income.impute; nothing was written")
+    assert list(folder.iterdir()) == []

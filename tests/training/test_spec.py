@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from service.manifest import DEFAULT_NA_VALUES
 from training.spec import NAME_RULE, TASKS_DIR, SpecError, builtin_tasks, load_spec, load_task
 
 MINIMAL = """
@@ -211,3 +212,238 @@ def test_the_readme_states_the_name_rule_and_the_way_around_it() -> None:
     rule = readme.split("**Names.**", 1)[1].split("\n\n", 1)[0]
     assert f"`{NAME_RULE}`" in rule
     assert "any header" in rule and "`aliases`" in rule
+
+
+# Missing values: impute, fill_value, missing_indicator, [defaults], na_values.
+
+NULLABLE = """
+name = "tiny"
+[target]
+name = "y"
+labels = ["no", "yes"]
+positive = "yes"
+[[features]]
+name = "x"
+type = "float"
+min = 0
+max = 1
+impute = "median"
+[[features]]
+name = "n"
+type = "int"
+min = 0
+max = 9
+impute = "constant"
+fill_value = 3
+[[features]]
+name = "b"
+type = "bool"
+impute = "constant"
+fill_value = true
+[[features]]
+name = "c"
+type = "category"
+categories = ["a", "b"]
+impute = "most_frequent"
+missing_indicator = true
+[[features]]
+name = "r"
+type = "float"
+min = 0
+max = 1
+"""
+
+
+def test_missing_value_keys_are_read(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, NULLABLE))
+    assert spec.nullable_features == ["x", "n", "b", "c"]
+    assert [f.rule for f in spec.features] == [
+        "median",
+        "constant",
+        "constant",
+        "most_frequent",
+        None,
+    ]
+    assert spec.feature("n").fill_value == 3 and spec.feature("b").fill_value is True
+    assert spec.feature("c").missing_indicator and not spec.feature("x").missing_indicator
+    assert not spec.feature("r").nullable  # no impute: required, as before
+    assert spec.na_values == DEFAULT_NA_VALUES
+
+
+@pytest.mark.parametrize("task", ["churn", "digits", "draft_pick"])
+def test_builtin_specs_keep_every_feature_required(task: str) -> None:
+    spec = load_task(task)
+    assert spec.nullable_features == [] and spec.na_values == DEFAULT_NA_VALUES
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "rule"),
+    [
+        (('impute = "median"', 'impute = "medium"'), "features.x.impute", "Input should be"),
+        (
+            ('impute = "most_frequent"', 'impute = "mean"'),
+            "features.c.impute",
+            'a category feature is imputed with "most_frequent" or "constant", not "mean"',
+        ),
+        (("fill_value = 3", ""), "features.n.fill_value", 'impute = "constant" needs a fill_value'),
+        (
+            ('impute = "median"', 'impute = "median"\nfill_value = 0.5'),
+            "features.x.fill_value",
+            'fill_value is only used with impute = "constant" (impute is "median")',
+        ),
+        (
+            ("fill_value = 3", "fill_value = 12"),
+            "features.n.fill_value",
+            "fill_value 12 is outside the feature's range 0 to 9",
+        ),
+        (
+            ("fill_value = 3", "fill_value = 2.5"),
+            "features.n.fill_value",
+            "fill_value 2.5 is not a whole number",
+        ),
+        (
+            ("fill_value = 3", 'fill_value = "3"'),
+            "features.n.fill_value",
+            "the fill_value of an int feature is a number, not '3'",
+        ),
+        (
+            ("fill_value = true", "fill_value = 2"),
+            "features.b.fill_value",
+            "a bool feature's fill_value is true, false, 0 or 1, not 2",
+        ),
+        (
+            ('impute = "most_frequent"', 'impute = "constant"\nfill_value = "z"'),
+            "features.c.fill_value",
+            "fill_value 'z' is not one of the categories (a, b)",
+        ),
+        (
+            ('name = "r"', 'name = "r"\nmissing_indicator = true'),
+            "features.r.missing_indicator",
+            "missing_indicator needs impute",
+        ),
+        (
+            ('categories = ["a", "b"]', 'categories = ["a", ""]'),
+            "features.c.categories",
+            "categories are non-empty strings",
+        ),
+        (
+            ('categories = ["a", "b"]', 'categories = ["a", " b"]'),
+            "features.c.categories",
+            "without surrounding spaces",
+        ),
+        (('name = "tiny"', 'name = "tiny"\nna_values = "NA"'), "na_values", "valid array"),
+        (
+            ('name = "tiny"', 'name = "tiny"\n[defaults]\nimpute = "medium"'),
+            "defaults.impute",
+            "Input should be",
+        ),
+        (
+            ('name = "tiny"', 'name = "tiny"\n[defaults]\ncolour = 1'),
+            "defaults.colour",
+            "unknown key",
+        ),
+    ],
+)
+def test_a_bad_missing_value_setting_names_its_key(
+    tmp_path: Path, change: tuple[str, str], key: str, rule: str
+) -> None:
+    path = write(tmp_path, NULLABLE.replace(*change, 1))
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: {key}: "), message
+    assert rule in message
+
+
+def test_every_missing_value_problem_is_listed_with_its_key(tmp_path: Path) -> None:
+    text = (
+        NULLABLE.replace("fill_value = 3", "fill_value = 12", 1)
+        .replace("fill_value = true", "", 1)
+        .replace('impute = "most_frequent"', 'impute = "median"', 1)
+        .replace('name = "r"', 'name = "r"\nmissing_indicator = true', 1)
+    )
+    path = write(tmp_path, text)
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    head, *lines = str(caught.value).splitlines()
+    assert head == f"{path}: 4 problems:"
+    assert [line.strip().split(": ", 1)[0] for line in lines] == [
+        "features.n.fill_value",
+        "features.b.fill_value",
+        "features.c.impute",
+        "features.r.missing_indicator",
+    ]
+
+
+DEFAULTS = """
+name = "tiny"
+[defaults]
+impute = "median"
+missing_indicator = true
+[target]
+name = "y"
+labels = ["no", "yes"]
+positive = "yes"
+[[features]]
+name = "x"
+type = "float"
+min = 0
+max = 1
+[[features]]
+name = "m"
+type = "float"
+min = 0
+max = 1
+impute = "mean"
+missing_indicator = false
+[[features]]
+name = "kept"
+type = "int"
+min = 0
+max = 9
+impute = "none"
+[[features]]
+name = "c"
+type = "category"
+categories = ["a", "b"]
+"""
+
+
+def test_defaults_apply_to_every_feature_without_its_own(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, DEFAULTS))
+    rules = {f.name: (f.rule, f.missing_indicator) for f in spec.features}
+    assert rules == {
+        "x": ("median", True),
+        "m": ("mean", False),  # its own settings win
+        "kept": (None, False),  # impute = "none": required whatever [defaults] says
+        "c": ("most_frequent", True),  # a category's central value is its most frequent one
+    }
+
+
+def test_a_constant_default_brings_its_fill_value(tmp_path: Path) -> None:
+    text = DEFAULTS.replace('impute = "median"', 'impute = "constant"\nfill_value = 0', 1)
+    text = text.replace('categories = ["a", "b"]', 'categories = ["a", "b"]\nimpute = "none"')
+    spec = load_spec(write(tmp_path, text))
+    assert (spec.feature("x").rule, spec.feature("x").fill_value) == ("constant", 0)
+    assert spec.feature("m").fill_value is None  # "mean": no fill value
+
+
+def test_a_bad_inherited_value_is_named_at_the_feature_and_traced_to_defaults(
+    tmp_path: Path,
+) -> None:
+    text = DEFAULTS.replace('impute = "median"', 'impute = "constant"\nfill_value = 5', 1)
+    path = write(tmp_path, text)
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    lines = [line.strip() for line in str(caught.value).splitlines()[1:]]
+    assert lines == [
+        "features.x.fill_value: fill_value 5 is outside the feature's range 0 to 1 (the value "
+        "comes from [defaults] fill_value; set it here to override)",
+        "features.c.fill_value: fill_value 5 is not one of the categories (a, b) (the value "
+        "comes from [defaults] fill_value; set it here to override)",
+    ]
+
+
+def test_na_values_are_stripped(tmp_path: Path) -> None:
+    text = NULLABLE.replace('name = "tiny"', 'name = "tiny"\nna_values = [" -999 ", "n/a"]', 1)
+    assert load_spec(write(tmp_path, text)).na_values == ("-999", "n/a")
