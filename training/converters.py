@@ -40,7 +40,7 @@ def _indicator_shape(operator: Any) -> None:
 def _convert_indicator(scope: Any, operator: Any, container: Any) -> None:
     indicator: MissingIndicator = operator.raw_operator
     if not (isinstance(indicator.missing_values, float) and np.isnan(indicator.missing_values)):
-        raise NotImplementedError("only MissingIndicator(missing_values=np.nan) is converted")
+        raise ValueError("only MissingIndicator(missing_values=np.nan) is converted")
     source = operator.inputs[0].full_name
     if len(indicator.features_) != indicator.n_features_in_:  # features="missing-only"
         columns = scope.get_unique_variable_name("indicator_columns")
