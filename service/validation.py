@@ -64,6 +64,10 @@ class Batch:
         """Per record, the features that were missing and imputed by the graph."""
         return _per_record(self.size, self.imputed)
 
+    def imputed_patterns(self) -> tuple[list[list[str]], npt.NDArray[np.intp]]:
+        """The distinct lists of imputed features (see `flag_patterns`) and each record's index."""
+        return flag_patterns(self.imputed, self.size)
+
     def without_inputs(self) -> Batch:
         """The flags only: what a CSV chunk keeps after its run, so big files stay small."""
         return Batch(self.size, {}, self.out_of_range, self.imputed)
@@ -74,6 +78,44 @@ def _per_record(size: int, masks: Mapping[str, Mask]) -> list[list[str]]:
     for row, names in _hits(masks):
         result[row] = names
     return result
+
+
+# Flag columns of up to this many features are grouped by counting, not sorting.
+PATTERN_BITS = 16
+FEW_RECORDS = 64  # below this, plain Python beats numpy's fixed costs
+
+
+def flag_patterns(
+    masks: Mapping[str, Mask], size: int
+) -> tuple[list[list[str]], npt.NDArray[np.intp]]:
+    """A flags column (`Batch.imputed`, say) as its distinct lists of features (in mask order;
+    `[]` for none) and each record's index into them. Records share a handful of patterns, so
+    each answer writes a pattern once, never a Python step per record."""
+    if not masks:
+        return [[]], np.zeros(size, dtype=np.intp)
+    names = list(masks)
+    if size <= FEW_RECORDS:
+        rows = zip(*(masks[name].tolist() for name in names), strict=True)
+        distinct: dict[tuple[bool, ...], int] = {}
+        index = [distinct.setdefault(row, len(distinct)) for row in rows]
+        patterns: list[list[bool]] = [list(row) for row in distinct]
+        found = np.array(index, dtype=np.intp)
+    else:
+        hits = np.vstack([masks[name] for name in names])  # [features, records]
+        if len(names) <= PATTERN_BITS:  # each record's pattern as the bits of a small integer
+            bits = np.left_shift(1, np.arange(len(names), dtype=np.int64))
+            codes = bits @ hits
+            counts = np.bincount(codes, minlength=1 << len(names))  # linear, where sorting is not
+            present = np.flatnonzero(counts)
+            lookup = np.zeros(len(counts), dtype=np.intp)
+            lookup[present] = np.arange(len(present))
+            found = lookup[codes]
+            patterns = ((present[:, np.newaxis] & bits) != 0).tolist()
+        else:
+            unique, inverse = np.unique(hits.T, axis=0, return_inverse=True)
+            patterns, found = unique.tolist(), inverse
+    lists = [[n for n, hit in zip(names, row, strict=True) if hit] for row in patterns]
+    return lists, found.reshape(-1).astype(np.intp)
 
 
 def _hits(masks: Mapping[str, Mask]) -> list[tuple[int, list[str]]]:

@@ -8,8 +8,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-import numpy as np
-import numpy.typing as npt
 import orjson
 
 from service.errors import MalformedBody
@@ -17,7 +15,6 @@ from service.model import Prediction
 from service.validation import Batch, Validator
 
 Built = TypeVar("Built")
-FEW_RECORDS = 64
 
 
 @dataclass(frozen=True)
@@ -49,31 +46,6 @@ class PerVersion(Generic[Built]):
         if built is None:  # two threads may both build it; either copy is right
             built = self._built[validator] = self._build(validator)
         return built
-
-
-def imputed_lists(batch: Batch) -> tuple[npt.NDArray[np.intp], list[list[str]]]:
-    """The distinct lists of features imputed in a record (in the batch's order), and each
-    record's list as an index into them, for a batch with a missing value (`batch.imputed`
-    not empty). Missing values may be common, so many records cost a few numpy calls (each
-    record's pattern of hits as an integer, then one `np.unique`), not a Python loop."""
-    names = list(batch.imputed)
-    if batch.size <= FEW_RECORDS:  # plain Python beats numpy's fixed costs
-        rows = zip(*(batch.imputed[name].tolist() for name in names), strict=True)
-        distinct: dict[tuple[bool, ...], int] = {}
-        index = [distinct.setdefault(row, len(distinct)) for row in rows]
-        lists = [[n for n, hit in zip(names, row, strict=True) if hit] for row in distinct]
-        return np.array(index, dtype=np.intp), lists
-    hits = np.column_stack([batch.imputed[name] for name in names])  # [records, features]
-    packed = np.packbits(hits, axis=1)  # a row's hits as bytes, compared as one value:
-    width = packed.shape[1]
-    keys: npt.NDArray[Any]
-    if width <= 8:  # an integer, which sorts far quicker
-        keys = np.pad(packed, ((0, 0), (0, 8 - width))).view(np.uint64).ravel()
-    else:
-        keys = np.ascontiguousarray(packed).view(np.dtype((np.void, width))).ravel()
-    _, first, found = np.unique(keys, return_index=True, return_inverse=True)
-    lists = [[n for n, hit in zip(names, hits[row].tolist(), strict=True) if hit] for row in first]
-    return found.reshape(-1).astype(np.intp), lists
 
 
 def parse_json(body: bytes) -> Any:

@@ -38,7 +38,7 @@ from service.codecs.probabilities import (
     side_by_side,
 )
 from service.model import LoadedModel, Prediction
-from service.validation import Batch, Mask
+from service.validation import Batch, Mask, flag_patterns
 
 WIDTH = 16  # bytes read per cell: two 64-bit words
 WORD = 8  # bytes of one 64-bit word: whole numbers of up to 8 digits are read from one
@@ -420,7 +420,6 @@ FIRST_HIGH, FIRST_LOW = (
 )
 
 
-PATTERN_BITS = 16  # flag columns of up to this many features are joined without sorting
 LINE_END = np.frombuffer(b",\r\n", dtype=np.uint8)  # the out_of_range cell's comma, then CRLF
 COMMA_CELL = np.frombuffer(b",", dtype=np.uint8)
 CRLF = np.frombuffer(b"\r\n", dtype=np.uint8)
@@ -497,30 +496,9 @@ def prediction_bytes(
 
 def joined_flags(masks: Mapping[str, Mask], size: int) -> tuple[list[str], Indices]:
     """A flags column (`Batch.imputed`, say) as its distinct cells, the features of a row joined
-    by FLAG_SEPARATOR ("" for none), and each row's index into them: the rows' patterns (a
-    handful) are found with numpy and joined once each, where joining names row by row would
-    cost a Python step per row.
-    """
-    if not masks:
-        return [""], np.zeros(size, dtype=np.intp)
-    names = list(masks)
-    hits = np.vstack([masks[name] for name in names])  # [features, rows]
-    if len(names) <= PATTERN_BITS:  # each row's pattern as the bits of a small integer
-        bits = np.left_shift(1, np.arange(len(names), dtype=np.int64))
-        codes = bits @ hits
-        counts = np.bincount(codes, minlength=1 << len(names))  # linear, where sorting is not
-        present = np.flatnonzero(counts)
-        lookup = np.zeros(len(counts), dtype=np.intp)
-        lookup[present] = np.arange(len(present))
-        index = lookup[codes]
-        patterns = (present[:, np.newaxis] & bits) != 0
-    else:
-        patterns, index = np.unique(hits.T, axis=0, return_inverse=True)
-    texts = [
-        FLAG_SEPARATOR.join(name for name, hit in zip(names, row, strict=True) if hit)
-        for row in patterns.tolist()
-    ]
-    return texts, index.reshape(-1).astype(np.intp)
+    by FLAG_SEPARATOR ("" for none), and each row's index into them (`flag_patterns`)."""
+    lists, index = flag_patterns(masks, size)
+    return [FLAG_SEPARATOR.join(names) for names in lists], index
 
 
 def _joined(data: Bytes, ends: Sizes, lines: Sizes, width: int, cells: list[Bytes]) -> Bytes:

@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from service.codecs import Answer, PerVersion, Result, imputed_lists, parse_json
+from service.codecs import Answer, PerVersion, Result, parse_json
 from service.codecs.probabilities import (
     SLICE_ROWS,
     padded_rows,
@@ -340,8 +340,8 @@ def formatted(model: LoadedModel, batch: Batch, prediction: Prediction) -> bytes
 
 
 def _imputed_lists(batch: Batch) -> tuple[npt.NDArray[np.intp], list[bytes]]:
-    """`imputed_lists`, each list as the inside of its JSON array (`"income","region"`)."""
-    index, lists = imputed_lists(batch)
+    """`Batch.imputed_patterns`, each list as the inside of its JSON array (`"income","region"`)."""
+    lists, index = batch.imputed_patterns()
     return index, [orjson.dumps(names)[1:-1] for names in lists]
 
 

@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from service.codecs import Answer, PerVersion, Result, imputed_lists, parse_json
+from service.codecs import Answer, PerVersion, Result, parse_json
 from service.codecs.probabilities import FLAG_SEPARATOR
 from service.errors import SUMMARY_PROBLEMS, BadTensor, Problem, TooManyRows, summary
 from service.manifest import MISSING_CATEGORY, Feature, Manifest
@@ -266,7 +266,7 @@ def encode_outputs(
         elif name == IMPUTED:
             imputed = [""] * n
             if batch.imputed:
-                index, lists = imputed_lists(batch)
+                lists, index = batch.imputed_patterns()
                 texts = [FLAG_SEPARATOR.join(features) for features in lists]
                 imputed = [texts[i] for i in index.tolist()]
             encoded.append({"name": name, "datatype": "BYTES", "shape": [n], "data": imputed})

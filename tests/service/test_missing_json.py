@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.codecs import imputed_lists, parse_json
+from service.codecs import parse_json
 from service.codecs.v1_json import records_decoder, records_of
 from service.errors import SelfCheckFailed
 from service.manifest import MANIFEST_FILE, Manifest
@@ -125,7 +125,7 @@ def test_the_typed_decoder_and_the_checked_path_agree_on_missing_values(
     width=st.sampled_from([1, 3, 8, 9, 70]),
     seed=st.integers(0, 2**32 - 1),
 )
-def test_imputed_lists_are_each_records_imputed_features(size: int, width: int, seed: int) -> None:
+def test_imputed_patterns_are_each_records_features(size: int, width: int, seed: int) -> None:
     """What the encoders write per record (the distinct lists, and an index into them) is the
     batch's own per-record list, for any number of records and of nullable features."""
     rng = np.random.default_rng(seed)
@@ -133,7 +133,7 @@ def test_imputed_lists_are_each_records_imputed_features(size: int, width: int, 
     batch = Batch(size, {}, {}, {name: mask for name, mask in masks.items() if mask.any()})
     if not batch.imputed:
         return
-    index, lists = imputed_lists(batch)
+    lists, index = batch.imputed_patterns()
     assert [lists[i] for i in index.tolist()] == batch.imputed_flags()
     assert len({tuple(names) for names in lists}) == len(lists)
 
