@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import joblib  # type: ignore[import-untyped]  # no stubs or py.typed
+import joblib
 import onnxruntime
 import sklearn
 

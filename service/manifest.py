@@ -168,6 +168,7 @@ SCHEMA_VERSION = 1
 FeatureType = Literal["float", "int", "bool", "category"]
 TaskKind = Literal["binary", "multiclass"]
 Scalar = float | int | bool | str
+Transform = Literal["standard", "spline"]
 ImputeRule = Literal["median", "mean", "most_frequent", "constant"]
 # The CSV cells that mean "missing" unless a spec says otherwise (compared after stripping).
 DEFAULT_NA_VALUES = ("", "NA", "N/A", "NaN", "null", "None", "?")
@@ -208,6 +209,9 @@ class Feature(_Frozen):
     impute_value: float | str | None = None
     missing_indicator: bool = False
     train_missing_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    # How the network sees a number: scaled ("standard") or as cubic splines over its training
+    # range, then scaled ("spline"), for effects that rise and fall. The ONNX graph does either.
+    transform: Transform = "standard"
 
     @model_validator(mode="after")
     def _domain_fits_type(self) -> Feature:
@@ -276,6 +280,36 @@ class Evaluation(_Frozen):
     confusion_matrix: list[list[int]]
     bayes_accuracy: float | None = None
     bayes_roc_auc: float | None = None
+    # Bootstrap 95% interval of roc_auc (percentiles of resamples of these rows).
+    roc_auc_interval: tuple[float, float] | None = None
+
+
+class Baseline(_Frozen):
+    """A classical model fitted on the same rows and preprocessing as the network, to compare."""
+
+    name: str  # "logistic_regression", "gradient_boosting"
+    title: str  # "logistic regression", "gradient boosting" (for sentences)
+    metrics: Evaluation  # on the same sample as the manifest's metrics
+
+
+NETWORK = "network"  # the network's key in CrossValidation.roc_auc (baselines use their names)
+
+
+class CrossValidation(_Frozen):
+    """k-fold stratified CV ROC AUC on the training and validation rows (never the test rows);
+    every model is scored on the same folds, so per-fold differences are paired."""
+
+    folds: int = Field(ge=2)
+    seed: int
+    rows: int
+    roc_auc: dict[str, list[float]]  # "network" and each baseline's name -> one AUC per fold
+
+    def mean(self, model: str) -> float:
+        return float(sum(self.roc_auc[model]) / len(self.roc_auc[model]))
+
+    def std(self, model: str) -> float:
+        scores, mean = self.roc_auc[model], self.mean(model)
+        return float((sum((s - mean) ** 2 for s in scores) / len(scores)) ** 0.5)
 
 
 class Example(_Frozen):
@@ -315,6 +349,8 @@ class Manifest(_Frozen):
     onnx: OnnxInfo
     metrics: Evaluation
     holdout_metrics: Evaluation | None = None
+    baselines: list[Baseline] = []
+    cross_validation: CrossValidation | None = None
     data: DataInfo
     parity_max_abs_diff: float
     examples: list[Example] = []

@@ -20,12 +20,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from service.manifest import Manifest, ManifestError, task_dirs
+from service.manifest import NETWORK, Manifest, ManifestError, task_dirs
 from training import registry
 from training.data import DataError
 from training.export import ParityError
+from training.gate import DEFAULT_TOLERANCE
 from training.generators import UnknownSource, generate
-from training.model_card import imputed_text
+from training.model_card import best_baseline, comparison_sentence, imputed_text
 from training.quality import DataQuality
 from training.report import write_model_card
 from training.spec import SpecError, TaskSpec, builtin_tasks, load_spec, load_task
@@ -40,6 +41,7 @@ from training.train import (
 from training.triton import export_triton
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+DEFAULT_CV_FOLDS = TrainOptions.cv_folds  # the run's own default, so the two cannot drift
 BAD_INPUT = (
     SpecError,
     DataError,
@@ -50,7 +52,7 @@ BAD_INPUT = (
 )
 
 # Wide enough for the summary table when output is piped (rich assumes 80 columns then).
-WIDTH = shutil.get_terminal_size((140, 24)).columns
+WIDTH = shutil.get_terminal_size((160, 24)).columns
 out = Console(highlight=False, markup=False, emoji=False, width=WIDTH)
 err = Console(stderr=True, highlight=False, markup=False, emoji=False, width=WIDTH)
 
@@ -89,6 +91,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         force=args.force,
         search=args.search,
         tolerance=args.tolerance,
+        cv_folds=args.cv_folds,
         keep=args.keep,
     )
     results = []
@@ -97,6 +100,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not args.quiet:
             _say(err, f"{spec.name}: {results[-1].message}")
     out.print(_summary(results))
+    for result in results:
+        sentence = comparison_sentence(result.manifest)
+        if sentence is not None:
+            _say(out, f"{result.manifest.name}: {sentence}")
     for result in results:
         _print_missing(result.manifest)
         _print_quality(result.manifest.name, result.quality)
@@ -173,7 +180,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("models"), help="registry folder")
     p.add_argument("--force", action="store_true", help="promote even if the quality gate fails")
     p.add_argument("--search", action="store_true", help="time-bounded hyperparameter search")
-    p.add_argument("--tolerance", type=float, default=0.01, help="quality gate AUC tolerance")
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=DEFAULT_TOLERANCE,
+        help="smallest ROC AUC loss against the current version that blocks promotion; a loss "
+        "blocks only if its paired bootstrap 95%% interval also excludes zero",
+    )
+    p.add_argument(
+        "--cv-folds",
+        type=_cv_folds,
+        default=DEFAULT_CV_FOLDS,
+        metavar="N",
+        help="N-fold cross-validation of the network and the baselines (0 = off)",
+    )
     p.add_argument(
         "--keep", type=_positive, default=registry.DEFAULT_KEEP, help="versions to keep per task"
     )
@@ -261,15 +281,18 @@ def _summary(results: list[TrainResult]) -> Table:
         "version",
         "promoted",
         "ROC AUC",
-        "Bayes AUC",
+        "Bayes\nAUC",
         "accuracy",
-        "Bayes acc.",
-        "parity diff",
+        "Bayes\nacc.",
+        "best baseline",
+        "CV ROC AUC\n(mean ± std)",
+        "parity\ndiff",
         "seconds",
         title="training summary",
     )
     for r in results:
         m = r.manifest.metrics
+        best = best_baseline(r.manifest)
         table.add_row(
             r.manifest.name,
             r.version,
@@ -278,6 +301,8 @@ def _summary(results: list[TrainResult]) -> Table:
             _fmt(m.bayes_roc_auc),
             f"{m.accuracy:.4f}",
             _fmt(m.bayes_accuracy),
+            "-" if best is None else f"{best.title} {best.metrics.roc_auc:.4f}",
+            _cv(r.manifest),
             f"{r.manifest.parity_max_abs_diff:.1e}",
             f"{r.seconds:.1f}",
         )
@@ -316,6 +341,23 @@ def _print_quality(task: str, quality: DataQuality) -> None:
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
+
+
+def _cv(manifest: Manifest) -> str:
+    """The network's cross-validated AUC as mean ± std, or "-" when CV was off."""
+    cv = manifest.cross_validation
+    if cv is None or NETWORK not in cv.roc_auc:
+        return "-"
+    return f"{cv.mean(NETWORK):.3f} ± {cv.std(NETWORK):.3f}"
+
+
+def _cv_folds(text: str) -> int:
+    value = int(text)
+    if value != 0 and value < 2:
+        raise argparse.ArgumentTypeError(
+            f"{text} is not a number of folds: give 0 (no cross-validation) or 2 or more"
+        )
+    return value
 
 
 def _positive(text: str) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,8 @@ from sklearn.preprocessing import StandardScaler
 
 from service.manifest import (
     MISSING_CATEGORY,
+    Baseline,
+    CrossValidation,
     DataInfo,
     Evaluation,
     Example,
@@ -77,6 +79,8 @@ class ExportInputs:
     params: dict[str, Any]
     train_X: pd.DataFrame
     check_X: pd.DataFrame
+    baselines: list[Baseline] = field(default_factory=list)
+    cross_validation: CrossValidation | None = None
 
 
 def export_model(
@@ -117,6 +121,8 @@ def export_model(
         ),
         metrics=run.metrics,
         holdout_metrics=run.holdout_metrics,
+        baselines=run.baselines,
+        cross_validation=run.cross_validation,
         data=run.data,
         parity_max_abs_diff=max_diff,
         examples=examples(session, spec, example_rows(spec, run.check_X)),
@@ -170,6 +176,7 @@ def _conversion_problem(pipeline: Pipeline, spec: TaskSpec, exc: Exception) -> s
             )
         except Exception as alone:  # the same converters, one branch at a time
             key = "missing_indicator" if branch.startswith("missing_") else "impute"
+            key = "transform" if branch.endswith("_spline") else key
             keys = ", ".join(f"features.{name}.{key}" for name in columns)
             return (
                 f"{spec.name}: skl2onnx cannot convert the {branch!r} step for "
@@ -185,9 +192,11 @@ def _scalers(pipeline: Pipeline) -> list[StandardScaler]:
     7.6 (median of 40 interleaved runs; `Scaler` alone was 1.75 ms of it), for the same
     probabilities within 1e-5."""
     steps = [step for _, step in pipeline.steps]
-    for step in list(steps):
+    for step in steps:  # grows while it is walked: the branches, then their steps
         if isinstance(step, ColumnTransformer):
             steps += [transformer for _, transformer, _ in step.transformers_]
+        elif isinstance(step, Pipeline):
+            steps += [inner for _, inner in step.steps]
     return [step for step in steps if isinstance(step, StandardScaler)]
 
 

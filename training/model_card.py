@@ -8,7 +8,15 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from service.manifest import DataInfo, Evaluation, Feature, Manifest
+from service.manifest import (
+    NETWORK,
+    Baseline,
+    CrossValidation,
+    DataInfo,
+    Evaluation,
+    Feature,
+    Manifest,
+)
 from training.quality import DataQuality
 
 CARD_FILE = "model_card.md"
@@ -30,9 +38,11 @@ METRIC_ROWS: tuple[tuple[str, str], ...] = (
     ("brier", "Brier score"),
     ("ece", "Expected calibration error"),
 )
+# Closer than this in ROC AUC, the network and the best baseline are "level".
+LEVEL_WITHIN = 0.001
 CRITERIA = {  # the values of TaskSpec.threshold_criterion (training/spec.py)
-    "max_f1": "maximises F1 of the positive class on the validation rows",
-    "max_accuracy": "maximises accuracy on the validation rows",
+    "max_f1": "maximises F1 of the positive class on {rows}",
+    "max_accuracy": "maximises accuracy on {rows}",
     "fixed": "comes from the task spec rather than being tuned",
 }
 
@@ -44,13 +54,14 @@ def render_model_card(
     sections = [
         _header(manifest),
         _intended_use(manifest),
-        _data(manifest.data),
+        _data(manifest.data, manifest.params),
         _quality(quality),
         _features(manifest.features),
         _missing_values(manifest),
         _parameters(manifest.params),
         _threshold(manifest),
         _metrics(manifest),
+        _comparison(manifest),
         _export(manifest),
         _limitations(manifest),
         _plots(plots),
@@ -128,7 +139,7 @@ def _intended_use(manifest: Manifest) -> str:
     )
 
 
-def _data(data: DataInfo) -> str:
+def _data(data: DataInfo, params: dict[str, Any]) -> str:
     rows = [
         ("Source", f"`{data.source}`"),
         ("Fingerprint (sha256)", f"`{data.sha256}`"),
@@ -136,6 +147,8 @@ def _data(data: DataInfo) -> str:
         ("Train / validation / test rows", _split(data)),
         ("Random seed", str(data.seed)),
     ]
+    if "fitted_rows" in params:  # the kept fit uses the training and validation rows together
+        rows.insert(4, ("This model was fitted on", f"{params['fitted_rows']:,} rows"))
     return "## Data\n\n" + _table(["Item", "Value"], rows)
 
 
@@ -189,7 +202,7 @@ def _features(features: Iterable[Feature]) -> str:
     rows = [
         (
             f"`{f.name}`",
-            f.type,
+            f"{f.type} (as splines)" if f.transform == "spline" else f.type,
             f.unit or "",
             _domain(f),
             _span(f.train_min, f.train_max),
@@ -275,7 +288,8 @@ def _threshold(manifest: Manifest) -> str:
     else:
         prose = CRITERIA.get(str(criterion))
         how = f"It was chosen at training time by the criterion `{criterion}`"
-        how += f": it {prose}." if prose else "."
+        rows = manifest.params.get("threshold_rows", "the validation rows")
+        how += f": it {prose.format(rows=rows)}." if prose else "."
     return (
         f"## Decision threshold\n\n`{manifest.positive_label}` is predicted when "
         f"P({manifest.target} = {manifest.positive_label}) ≥ **{_number(manifest.threshold)}**. "
@@ -287,6 +301,8 @@ def _metrics(manifest: Manifest) -> str:
     samples = [e for e in (manifest.metrics, manifest.holdout_metrics) if e is not None]
     header = ["Metric", *(f"{e.sample} ({e.rows:,} rows)" for e in samples)]
     rows = [(label, *(_number(getattr(e, field)) for e in samples)) for field, label in METRIC_ROWS]
+    if any(e.roc_auc_interval for e in samples):
+        rows.insert(1, ("ROC AUC 95% bootstrap interval", *(_interval(e) for e in samples)))
     rows.extend(_bayes_rows(samples))
     averaged = (
         f"Precision, recall and F1 are for the positive class `{manifest.positive_label}` at the "
@@ -297,6 +313,116 @@ def _metrics(manifest: Manifest) -> str:
     return "\n\n".join(
         ["## Metrics", _table(header, rows), averaged, _confusion(manifest, manifest.metrics)]
     )
+
+
+def best_baseline(manifest: Manifest) -> Baseline | None:
+    """The strongest classical model: by cross-validated AUC when every model has one, else by
+    AUC on the manifest's sample; None for a version trained without baselines."""
+    if not manifest.baselines:
+        return None
+    cv = _cross_validated(manifest)
+    if cv is not None:
+        return max(manifest.baselines, key=lambda b: cv.mean(b.name))
+    return max(manifest.baselines, key=lambda b: b.metrics.roc_auc)
+
+
+def comparison_sentence(manifest: Manifest) -> str | None:
+    """One plain sentence: is the network ahead of, behind or level with the best baseline?
+    Cross-validated means when present (less noisy than one sample), else the sample's AUCs."""
+    best = best_baseline(manifest)
+    if best is None:
+        return None
+    cv = _cross_validated(manifest)
+    if cv is not None:
+        gap = cv.mean(NETWORK) - cv.mean(best.name)
+        evidence = f"{cv.folds}-fold CV {_mean_std(cv, NETWORK)} vs {_mean_std(cv, best.name)}"
+    else:
+        gap = manifest.metrics.roc_auc - best.metrics.roc_auc
+        evidence = (
+            f"ROC AUC {manifest.metrics.roc_auc:.4f} vs {best.metrics.roc_auc:.4f} "
+            f"on {manifest.metrics.rows:,} rows"
+        )
+    if abs(gap) < LEVEL_WITHIN:
+        where = f"level with {best.title} on this data (within {LEVEL_WITHIN:g}; {evidence})"
+    else:
+        side = "ahead of" if gap > 0 else "behind"
+        where = f"{abs(gap):.3f} ROC AUC {side} {best.title} on this data ({evidence})"
+    return f"The network is {where}."
+
+
+def _comparison(manifest: Manifest) -> str:
+    """The network beside the classical baselines fitted on the same rows and preprocessing."""
+    sentence = comparison_sentence(manifest)
+    if sentence is None:
+        return ""
+    cv = _cross_validated(manifest)
+    models = [("network (this model)", NETWORK, manifest.metrics)]
+    models += [(b.title, b.name, b.metrics) for b in manifest.baselines]
+    sample = manifest.metrics
+    header = [
+        "Model",
+        f"ROC AUC ({sample.rows:,} rows)",
+        "Accuracy",
+        "Log loss",
+        *([f"{cv.folds}-fold CV ROC AUC"] if cv else []),
+    ]
+    rows = [
+        (
+            title,
+            _auc_with_interval(metrics),
+            f"{metrics.accuracy:.4f}",
+            f"{metrics.log_loss:.4f}",
+            *([_mean_std(cv, key)] if cv else []),
+        )
+        for title, key, metrics in models
+    ]
+    fitted = manifest.params.get("fitted_rows")
+    where = f"the same {fitted:,} training and validation rows" if fitted else "the same rows"
+    splines = any(f.transform == "spline" for f in manifest.features)
+    notes = [
+        f"Every model was fitted on {where} with the same preprocessing"
+        + (
+            " (gradient boosting without the splines: trees split on a number itself)"
+            if splines
+            else ""
+        )
+        + f" and scored on the {sample.rows:,} rows of the {sample.sample}."
+    ]
+    if any(metrics.roc_auc_interval for _, _, metrics in models):
+        notes.append("In brackets: the 95% bootstrap interval of the ROC AUC.")
+    if cv is not None:
+        notes.append(
+            f"CV: mean ± std over {cv.folds} folds (same folds for every model, training and "
+            f"validation rows only: {cv.rows:,} rows, seed {cv.seed})."
+        )
+    return "\n\n".join(
+        ["## Compared with classical models", _table(header, rows), " ".join(notes), sentence]
+    )
+
+
+def _cross_validated(manifest: Manifest) -> CrossValidation | None:
+    """The CV results if they cover the network and every baseline, else None."""
+    cv = manifest.cross_validation
+    names = {NETWORK, *(b.name for b in manifest.baselines)}
+    return cv if cv is not None and names <= set(cv.roc_auc) else None
+
+
+def _mean_std(cv: CrossValidation, model: str) -> str:
+    return f"{cv.mean(model):.3f} ± {cv.std(model):.3f}"
+
+
+def _auc_with_interval(metrics: Evaluation) -> str:
+    if metrics.roc_auc_interval is None:
+        return f"{metrics.roc_auc:.4f}"
+    low, high = metrics.roc_auc_interval
+    return f"{metrics.roc_auc:.4f} ({low:.4f} to {high:.4f})"
+
+
+def _interval(evaluation: Evaluation) -> str:
+    if evaluation.roc_auc_interval is None:
+        return "—"
+    low, high = evaluation.roc_auc_interval
+    return f"{low:.4f} to {high:.4f}"
 
 
 def _bayes_rows(samples: Sequence[Evaluation]) -> list[tuple[str, ...]]:

@@ -12,14 +12,16 @@ from sklearn.compose import ColumnTransformer
 from sklearn.impute import MissingIndicator, SimpleImputer
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.preprocessing import OneHotEncoder, SplineTransformer, StandardScaler
 from threadpoolctl import threadpool_limits
 
 from service.manifest import MISSING_CATEGORY
 from training.data import DataError, Dataset, missing_mask
+from training.ensemble import merge
 from training.spec import FeatureSpec, FillValue, MLPSpec, TaskSpec
 
 EARLY_STOPPING_FRACTION = 0.1
+SPLINE_KNOTS = 5  # 7 splines per feature: enough for a rise and a fall (bench/RESULTS.md)
 Branch = tuple[str, Any, list[str]]
 
 
@@ -37,9 +39,11 @@ def branches(spec: TaskSpec) -> list[Branch]:
     """The ColumnTransformer's branches, in a fixed order.
 
     Required features first, as in a spec without missing values (whose pipeline is exactly
-    that): `num` (StandardScaler) and `cat` (OneHotEncoder). Then the nullable features, one
-    branch per imputation (rule, fill value), each a SimpleImputer before the scaler or encoder,
-    so the exported graph imputes by itself. Last the indicators: `missing_num` (1.0 where a
+    that): `num` (StandardScaler), `num_spline` (the features with `transform = "spline"`:
+    cubic B-splines over the training range, then scaled) and `cat` (OneHotEncoder). Then the
+    nullable features, one branch per imputation (rule, fill value) and transform, each a
+    SimpleImputer before the scaler (or splines) or encoder, so the exported graph imputes by
+    itself. Last the indicators: `missing_num` (1.0 where a
     number is missing) and `missing_cat` (a one-hot of the empty category, which is the same).
     Within a branch, columns keep spec order. Encoders get the spec's categories, not the ones
     seen in training, so a category absent from a small training set still has its column.
@@ -47,10 +51,13 @@ def branches(spec: TaskSpec) -> list[Branch]:
     required = [f for f in spec.features if not f.nullable]
     nullable = [f for f in spec.features if f.nullable]
     found: list[Branch] = []
-    numbers = _names(f for f in required if f.type != "category")
+    numbers = _names(f for f in required if f.type != "category" and f.transform == "standard")
+    splined = _names(f for f in required if f.transform == "spline")
     categories = [f for f in required if f.type == "category"]
     if numbers:
         found.append(("num", StandardScaler(), numbers))
+    if splined:
+        found.append(("num_spline", Pipeline(_spline_steps()), splined))
     if categories:
         found.append(("cat", _encoder(categories), _names(categories)))
     found += [_imputed(name, group) for name, group in _groups(nullable)]
@@ -120,17 +127,20 @@ def _encoder(features: Sequence[FeatureSpec]) -> OneHotEncoder:
 def _groups(nullable: Sequence[FeatureSpec]) -> list[tuple[str, list[FeatureSpec]]]:
     """Nullable features grouped by kind and (rule, fill value), in order of first appearance;
     each group's name is its branch name (`num_median`, `cat_constant_0`, ...)."""
-    groups: dict[tuple[bool, str, object], list[FeatureSpec]] = {}
+    groups: dict[tuple[bool, str, object, str], list[FeatureSpec]] = {}
     for feature in nullable:
         is_category = feature.type == "category"
         fill = feature.fill_value if is_category else _number(feature.fill_value)
-        groups.setdefault((is_category, str(feature.rule), fill), []).append(feature)
+        key = (is_category, str(feature.rule), fill, feature.transform)
+        groups.setdefault(key, []).append(feature)
     named: list[tuple[str, list[FeatureSpec]]] = []
     constants = 0
-    for (is_category, rule, _), group in groups.items():
+    for (is_category, rule, _, transform), group in groups.items():
         name = f"{'cat' if is_category else 'num'}_{rule}"
         if rule == "constant":
             name, constants = f"{name}_{constants}", constants + 1
+        if transform == "spline":
+            name += "_spline"
         named.append((name, group))
     return named
 
@@ -141,14 +151,22 @@ def _imputed(name: str, group: list[FeatureSpec]) -> Branch:
         imputer = SimpleImputer(
             missing_values=MISSING_CATEGORY, strategy=first.rule, fill_value=first.fill_value
         )
-        then: Any = _encoder(group)
+        steps: list[tuple[str, Any]] = [("impute", imputer), ("encode", _encoder(group))]
     else:
         imputer = SimpleImputer(
             missing_values=np.nan, strategy=first.rule, fill_value=_number(first.fill_value)
         )
-        then = StandardScaler()
-    steps = [("impute", imputer), ("encode" if first.type == "category" else "scale", then)]
+        steps = [("impute", imputer)]
+        steps += _spline_steps() if first.transform == "spline" else [("scale", StandardScaler())]
     return name, Pipeline(steps), _names(group)
+
+
+def _spline_steps() -> list[tuple[str, Any]]:
+    """Cubic B-splines on uniform knots over each feature's training range (constant beyond
+    it, so a value outside still gets the edge's answer), then scaled like any number; the
+    graph computes them with training/converters.py."""
+    spline = SplineTransformer(n_knots=SPLINE_KNOTS, degree=3, extrapolation="constant")
+    return [("spline", spline), ("scale", StandardScaler())]
 
 
 def _number(value: FillValue | None) -> float | None:
@@ -158,12 +176,18 @@ def _number(value: FillValue | None) -> float | None:
 def fit_pipeline(spec: TaskSpec, mlp: MLPSpec, seed: int, data: Dataset) -> Pipeline:
     """Build and fit on `data`, single-threaded (faster for these small matrices, and repeatable).
 
-    The batch size is capped at what early stopping leaves for training, so a small CSV trains
-    instead of tripping scikit-learn's clipping warning.
+    The preprocessing is fitted once; then `mlp.ensemble` networks (seeds seed, seed+1, ...) are
+    fitted on its output and merged into one (training/ensemble.py); one member is exactly the
+    plain pipeline. The batch size is capped at what early stopping leaves for training, so a
+    small CSV trains instead of tripping scikit-learn's clipping warning.
     """
     _require_observed(spec, data)
     held_out = math.ceil(len(data) * EARLY_STOPPING_FRACTION) if mlp.early_stopping else 0
     usable = len(data) - held_out
     mlp = mlp.model_copy(update={"batch_size": max(1, min(mlp.batch_size, usable))})
+    pipeline = build_pipeline(spec, mlp, seed)
     with threadpool_limits(1):
-        return build_pipeline(spec, mlp, seed).fit(data.X, data.y)
+        features = pipeline.named_steps["pre"].fit_transform(data.X, data.y)
+        members = [build_mlp(mlp, seed + i).fit(features, data.y) for i in range(mlp.ensemble)]
+    pipeline.steps[-1] = ("mlp", merge(members))
+    return pipeline

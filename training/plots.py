@@ -88,7 +88,9 @@ def _axes(path: Path) -> Iterator[Axes]:
 
 def _draw_loss(ax: Axes, manifest: Manifest, curves: Curves) -> None:
     epochs = np.arange(1, len(curves.loss) + 1)
-    ax.plot(epochs, curves.loss, color="tab:blue", label="training loss")
+    members = int(manifest.params.get("mlp", {}).get("ensemble", 1))
+    which = f" (network 1 of {members})" if members > 1 else ""  # every member is alike
+    ax.plot(epochs, curves.loss, color="tab:blue", label=f"training loss{which}")
     ax.set(xlabel="epoch", ylabel="training loss", title=_title(manifest, "training"))
     if curves.validation_score is not None and len(curves.validation_score) > 0:
         scores = np.asarray(curves.validation_score, dtype=np.float64)

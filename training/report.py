@@ -11,7 +11,7 @@ import numpy as np
 from pydantic import ValidationError
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from service.manifest import Evaluation, Manifest
+from service.manifest import CrossValidation, Evaluation, Manifest
 from training.model_card import write_card
 from training.plots import PLOTS, Curves, has_both_classes, write_plots
 from training.quality import DataQuality
@@ -79,6 +79,8 @@ def _metrics_document(manifest: Manifest, curves: Curves) -> dict[str, Any]:
         "threshold_criterion": manifest.params.get("threshold_criterion"),
         "metrics": _evaluation(manifest.metrics),
         "holdout_metrics": _evaluation(manifest.holdout_metrics),
+        "baselines": {b.name: _evaluation(b.metrics) for b in manifest.baselines},
+        "cross_validation": _cross_validation(manifest.cross_validation),
         "parity_max_abs_diff": manifest.parity_max_abs_diff,
         "training": _training(curves),
         "per_class": _per_class(manifest, curves),
@@ -95,6 +97,21 @@ def _evaluation(evaluation: Evaluation | None) -> dict[str, Any] | None:
     if evaluation.bayes_roc_auc is not None:
         document["bayes_roc_auc_gap"] = evaluation.bayes_roc_auc - evaluation.roc_auc
     return document
+
+
+def _cross_validation(cv: CrossValidation | None) -> dict[str, Any] | None:
+    """The folds' AUCs of every model with their mean and standard deviation (None when off)."""
+    if cv is None:
+        return None
+    return {
+        "folds": cv.folds,
+        "seed": cv.seed,
+        "rows": cv.rows,
+        "roc_auc": {
+            model: {"per_fold": scores, "mean": cv.mean(model), "std": cv.std(model)}
+            for model, scores in cv.roc_auc.items()
+        },
+    }
 
 
 def _training(curves: Curves) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from service.manifest import DEFAULT_NA_VALUES, Feature, FeatureType, ImputeRule
+from service.manifest import DEFAULT_NA_VALUES, Feature, FeatureType, ImputeRule, Transform
 
 TASKS_DIR = Path(__file__).parent / "tasks"
 
@@ -94,6 +94,7 @@ class FeatureSpec(_Spec):
     impute: ImputeChoice | None = None
     fill_value: FillValue | None = Field(default=None, validate_default=True)
     missing_indicator: bool = False
+    transform: Transform = "standard"
 
     @field_validator("categories")
     @classmethod
@@ -147,6 +148,17 @@ class FeatureSpec(_Spec):
         """How a missing value of this feature is filled in; None for a required feature."""
         return next((rule for rule in IMPUTE_RULES if rule == self.impute), None)
 
+    @field_validator("transform")
+    @classmethod
+    def _spline_needs_numbers(cls, value: Transform, info: ValidationInfo) -> Transform:
+        kind = info.data.get("type")
+        if value == "spline" and kind in ("bool", "category"):
+            raise ValueError(
+                f'transform = "spline" is for int and float features (a range of numbers), '
+                f"not {kind}"
+            )
+        return value
+
     @property
     def nullable(self) -> bool:
         return self.rule is not None
@@ -193,6 +205,7 @@ class FeatureSpec(_Spec):
             impute_value=impute_value,
             missing_indicator=self.missing_indicator,
             train_missing_rate=train_missing_rate,
+            transform=self.transform,
         )
 
 
@@ -260,6 +273,8 @@ class MLPSpec(_Spec):
     max_iter: Annotated[int, Field(gt=0)] = 300
     early_stopping: bool = True
     n_iter_no_change: Annotated[int, Field(gt=0)] = 20
+    # Networks trained with seeds seed, seed+1, ... and merged into one (training/ensemble.py).
+    ensemble: Annotated[int, Field(ge=1, le=20)] = 5
 
 
 class SearchSpec(_Spec):

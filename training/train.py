@@ -14,13 +14,19 @@ from typing import Any
 import numpy as np
 from sklearn.pipeline import Pipeline
 
-from service.manifest import DataInfo, Evaluation, Manifest
+from service.manifest import NETWORK, Baseline, CrossValidation, DataInfo, Evaluation, Manifest
 from training import gate, registry
+from training.baselines import fit_all, fold_plan, learning_rows, models
 from training.data import Dataset, Splits, from_frame, read_csv, split
-from training.evaluate import choose_threshold, evaluate
+from training.evaluate import (
+    Classes,
+    Probabilities,
+    bootstrap_auc_interval,
+    choose_threshold,
+    evaluate,
+)
 from training.export import ExportInputs, export_model
 from training.generators import generate
-from training.pipeline import fit_pipeline
 from training.quality import DataQuality, assess
 from training.report import Curves, write_report
 from training.search import search
@@ -42,6 +48,8 @@ class TrainOptions:
     force: bool = False
     search: bool = False
     tolerance: float = gate.DEFAULT_TOLERANCE
+    cv_folds: int = 5  # k-fold cross-validation of the network and the baselines; 0 = off
+    jobs: int = -1  # processes fitting models at once; -1: one per core
     keep: int = registry.DEFAULT_KEEP
     mlp_overrides: Mapping[str, Any] = field(default_factory=dict)
 
@@ -77,34 +85,56 @@ def train(spec: TaskSpec, options: TrainOptions, step: StepFactory | None = None
         splits = split(data, spec.split, options.seed)
         fresh = fresh_sample(spec, options)
     mlp = spec.mlp.model_copy(update=dict(options.mlp_overrides))
+    learn = learning_rows(splits)
+    folds, cross_validated = fold_plan(splits, options.cv_folds, options.seed)
     searched: list[dict[str, Any]] = []
     if options.search:
         with step("search hyperparameters"):
-            mlp, searched = search(spec, mlp, splits, options.seed)
-    with step("fit"):
-        pipeline = fit_pipeline(spec, mlp, options.seed, splits.train)
+            mlp, searched = search(spec, mlp, learn, folds, options.seed)
+    candidates = models(spec, mlp, options.seed)
+    checked = f"{len(folds)}-fold cross-validation" if cross_validated else "validation"
+    with step(f"fit ({checked})"):
+        held, fitted = fit_all(
+            candidates, learn, folds, options.seed, cross_validated, options.jobs
+        )
     with step("evaluate"):
-        threshold = _threshold(spec, pipeline, splits.validation)
+        rows = held.rows()
+        thresholds = {
+            name: _threshold(spec, learn.y[rows], found[rows])
+            for name, found in held.probabilities.items()
+        }
         primary_data = fresh or splits.test
-        primary = _evaluate(pipeline, primary_data, threshold, _describe(primary_data, fresh))
+        sample = _describe(primary_data, fresh)
+        evaluations = {
+            name: _evaluate(pipeline, primary_data, thresholds[name], sample, options.seed)
+            for name, pipeline in fitted.items()
+        }
+        pipeline = fitted[NETWORK]
         holdout = None
         if fresh is not None:
-            holdout = _evaluate(pipeline, splits.test, threshold, _describe(splits.test, None))
+            test = _describe(splits.test, None)
+            holdout = _evaluate(pipeline, splits.test, thresholds[NETWORK], test, options.seed)
+    compared = [
+        Baseline(name=model.name, title=model.title, metrics=evaluations[model.name])
+        for model in candidates
+        if model.name != NETWORK
+    ]
     params = _params(spec, mlp, options, pipeline, searched)
-    return _publish(
-        spec,
-        options,
-        step,
+    params["fitted_rows"] = len(learn)
+    params["threshold_rows"] = held.description()
+    run = Run(
         pipeline,
         splits,
+        learn,
         primary_data,
-        primary,
+        evaluations[NETWORK],
         holdout,
-        threshold,
+        compared,
+        held.cross_validation(),
+        thresholds[NETWORK],
         params,
-        quality,
-        started,
     )
+    return _publish(spec, options, step, run, quality, started)
 
 
 def load_data(spec: TaskSpec, options: TrainOptions) -> Dataset:
@@ -139,20 +169,31 @@ def fresh_sample(spec: TaskSpec, options: TrainOptions) -> Dataset | None:
     )
 
 
+@dataclass(frozen=True)
+class Run:
+    """What training and evaluation produced, ready to export and publish."""
+
+    pipeline: Pipeline
+    splits: Splits
+    learn: Dataset  # the rows the kept pipeline was fitted on (training and validation)
+    primary_data: Dataset  # the rows `primary` was measured on (fresh sample or test split)
+    primary: Evaluation
+    holdout: Evaluation | None
+    baselines: list[Baseline]
+    cross_validation: CrossValidation | None
+    threshold: float
+    params: dict[str, Any]
+
+
 def _publish(
     spec: TaskSpec,
     options: TrainOptions,
     step: StepFactory,
-    pipeline: Pipeline,
-    splits: Splits,
-    primary_data: Dataset,
-    primary: Evaluation,
-    holdout: Evaluation | None,
-    threshold: float,
-    params: dict[str, Any],
+    run: Run,
     quality: DataQuality,
     started: float,
 ) -> TrainResult:
+    pipeline, splits, primary_data = run.pipeline, run.splits, run.primary_data
     task_dir = options.out / spec.name
     with registry.locked(task_dir):
         registry.remove_stale_staging(task_dir)
@@ -166,18 +207,23 @@ def _publish(
                 ExportInputs(
                     version=version,
                     created_at=now,
-                    threshold=threshold,
-                    metrics=primary,
-                    holdout_metrics=holdout,
+                    threshold=run.threshold,
+                    metrics=run.primary,
+                    holdout_metrics=run.holdout,
                     data=_data_info(splits, options.seed),
-                    params=params,
-                    train_X=splits.train.X,
+                    params=run.params,
+                    train_X=run.learn.X,
                     check_X=splits.test.X,
+                    baselines=run.baselines,
+                    cross_validation=run.cross_validation,
                 ),
             )
             write_report(folder / "report", manifest, _curves(pipeline, primary_data), quality)
             path = registry.publish(folder, task_dir, version)
-        verdict = gate.check(task_dir, spec, primary_data, primary.roc_auc, options.tolerance)
+        new_probabilities = pipeline.predict_proba(primary_data.X)
+        verdict = gate.check(
+            task_dir, spec, primary_data, new_probabilities, options.tolerance, options.seed
+        )
         if verdict.passed or options.force:
             registry.promote(task_dir, version)
             registry.prune(task_dir, options.keep)
@@ -191,16 +237,21 @@ def _publish(
     return TrainResult(manifest, path, promoted, message, seconds, quality, pipeline)
 
 
-def _threshold(spec: TaskSpec, pipeline: Pipeline, validation: Dataset) -> float:
+def _threshold(spec: TaskSpec, y: Classes, probabilities: Probabilities) -> float:
+    """The decision threshold on P(positive), chosen on held-out predictions by the spec's rule."""
     if spec.target.kind != "binary" or spec.threshold_criterion == "fixed":
         return spec.threshold
-    positive = pipeline.predict_proba(validation.X)[:, 1]
-    return choose_threshold(validation.y, positive, spec.threshold_criterion)
+    return choose_threshold(y, probabilities[:, 1], spec.threshold_criterion)
 
 
-def _evaluate(pipeline: Pipeline, data: Dataset, threshold: float, sample: str) -> Evaluation:
+def _evaluate(
+    pipeline: Pipeline, data: Dataset, threshold: float, sample: str, seed: int
+) -> Evaluation:
+    """The metrics of `evaluate` and a bootstrap 95% interval of the ROC AUC."""
     probabilities = pipeline.predict_proba(data.X)
-    return evaluate(data.y, probabilities, threshold, sample, data.probability)
+    found = evaluate(data.y, probabilities, threshold, sample, data.probability)
+    interval = bootstrap_auc_interval(data.y, probabilities, seed)
+    return found.model_copy(update={"roc_auc_interval": interval})
 
 
 def _describe(data: Dataset, fresh: Dataset | None) -> str:

@@ -44,11 +44,16 @@ def test_train_list_rollback_report(tmp_path: Path) -> None:
     first = cli("train", "draft_pick", "--rows", "400", "--quiet", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     assert "training summary" in first.stdout and "draft_pick" in first.stdout
-    second = cli("train", "draft_pick", "--rows", "400", "--seed", "1", "--force", cwd=tmp_path)
+    assert "best baseline" in first.stdout and "draft_pick: The network is " in first.stdout
+    again = ["--rows", "400", "--seed", "1", "--force", "--cv-folds", "0"]
+    second = cli("train", "draft_pick", *again, cwd=tmp_path)
     assert second.returncode == 0, second.stderr
     task_dir = tmp_path / "models" / "draft_pick"
     old, new = registry.versions(task_dir)
     assert read_pointer(task_dir) == new
+    cv = Manifest.load(task_dir / old).cross_validation
+    assert cv is not None and cv.folds == 5
+    assert Manifest.load(task_dir / new).cross_validation is None
 
     listing = cli("list", cwd=tmp_path)
     assert listing.returncode == 0 and old in listing.stdout and new in listing.stdout
@@ -112,17 +117,26 @@ def test_bad_spec_exits_2_naming_the_key(tmp_path: Path) -> None:
     assert "target.labels" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_one_cv_fold_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    result = cli("train", "draft_pick", "--cv-folds", "1", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--cv-folds: 1 is not a number of folds" in result.stderr
+    assert "0 (no cross-validation) or 2 or more" in result.stderr
+    assert not (tmp_path / "models").exists()
+
+
 def test_unknown_task_is_refused(tmp_path: Path) -> None:
     result = cli("train", "nba", cwd=tmp_path)
     assert result.returncode == 2 and "invalid choice" in result.stderr
 
 
 def test_killed_run_leaves_the_served_version_alone(tmp_path: Path) -> None:
-    assert cli("train", "draft_pick", "--quiet", cwd=tmp_path).returncode == 0
+    quick = ("--cv-folds", "0")  # what is killed is the export; cross-validation only delays it
+    assert cli("train", "draft_pick", "--quiet", *quick, cwd=tmp_path).returncode == 0
     task_dir = tmp_path / "models" / "draft_pick"
     before = registry.versions(task_dir)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "training", "train", "draft_pick", "--seed", "3", "--quiet"],
+        [sys.executable, "-m", "training", "train", "draft_pick", "--seed", "3", "--quiet", *quick],
         cwd=tmp_path,
         env=_env(),
         stdout=subprocess.DEVNULL,
@@ -137,7 +151,7 @@ def test_killed_run_leaves_the_served_version_alone(tmp_path: Path) -> None:
     assert proc.wait(timeout=30) == -signal.SIGKILL, "the run finished before it could be killed"
     assert registry.versions(task_dir) == before
     assert read_pointer(task_dir) == before[-1]
-    after = cli("train", "draft_pick", "--seed", "3", "--quiet", "--force", cwd=tmp_path)
+    after = cli("train", "draft_pick", "--seed", "3", "--quiet", "--force", *quick, cwd=tmp_path)
     assert after.returncode == 0, after.stderr
     assert not [p for p in task_dir.iterdir() if p.name.startswith(STAGING_PREFIX)]
 
@@ -149,14 +163,14 @@ def _limit_file_size() -> None:
 
 @pytest.mark.skipif(not hasattr(resource, "RLIMIT_FSIZE"), reason="needs RLIMIT_FSIZE")
 def test_failing_write_leaves_the_served_version_alone(tmp_path: Path) -> None:
-    assert cli("train", "draft_pick", "--rows", "400", "--quiet", cwd=tmp_path).returncode == 0
+    quick = ("--rows", "400", "--cv-folds", "0")
+    assert cli("train", "draft_pick", *quick, "--quiet", cwd=tmp_path).returncode == 0
     task_dir = tmp_path / "models" / "draft_pick"
     before = registry.versions(task_dir)
     result = cli(
         "train",
         "draft_pick",
-        "--rows",
-        "400",
+        *quick,
         "--seed",
         "5",
         "--force",

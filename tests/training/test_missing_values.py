@@ -21,6 +21,7 @@ from tests.missing_values import (
     train_missing_model,
     write_files,
 )
+from training.baselines import learning_rows
 from training.data import Dataset, missing_mask, read_csv, split
 from training.export import PARITY_TOLERANCE, onnx_probabilities, open_session
 from training.train import TrainResult
@@ -33,10 +34,11 @@ def loans(tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
 
 @pytest.fixture(scope="module")
 def train_rows(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
-    """The training split of the same run, read again from the same file."""
+    """The rows the run's kept pipeline was fitted on (training and validation split), read
+    again from the same file."""
     _, csv_path = write_files(tmp_path_factory.mktemp("loans-files"))
     spec = load_loans_spec()
-    return split(read_csv(spec, csv_path), spec.split, 0).train
+    return learning_rows(split(read_csv(spec, csv_path), spec.split, 0))
 
 
 def records(result: TrainResult, count: int, seed: int) -> list[dict[str, object]]:

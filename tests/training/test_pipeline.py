@@ -8,12 +8,19 @@ from typing import Any
 import numpy as np
 import pytest
 from sklearn.impute import MissingIndicator, SimpleImputer
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, SplineTransformer, StandardScaler
 
 from service.manifest import MISSING_CATEGORY
 from tests.missing_values import load_loans_spec, write_files
 from training.data import DataError, Dataset, read_csv
-from training.pipeline import branches, build_pipeline, fit_pipeline, imputed_values
+from training.pipeline import (
+    _spline_steps,
+    branches,
+    build_pipeline,
+    fit_pipeline,
+    imputed_values,
+)
 from training.spec import builtin_tasks, load_spec, load_task
 
 GROUPED = """
@@ -88,14 +95,38 @@ def test_a_spec_without_missing_values_keeps_the_pipeline_it_had(task: str) -> N
     spec = load_task(task)
     pipeline = build_pipeline(spec, spec.mlp, 42)
     assert [name for name, _ in pipeline.steps] == ["pre", "mlp"]
-    expected: list[tuple[str, Any, list[str]]] = [("num", StandardScaler(), spec.numeric_features)]
+    standard = [n for n in spec.numeric_features if spec.feature(n).transform == "standard"]
+    splined = [n for n in spec.numeric_features if spec.feature(n).transform == "spline"]
+    expected: list[tuple[str, Any, list[str]]] = [("num", StandardScaler(), standard)]
+    if splined:
+        expected.append(("num_spline", Pipeline(_spline_steps()), splined))
     if spec.categorical_features:
         categories = [list(spec.feature(n).categories or ()) for n in spec.categorical_features]
         encoder = OneHotEncoder(categories=categories, handle_unknown="ignore", sparse_output=False)
         expected.append(("cat", encoder, spec.categorical_features))
     pre = pipeline.named_steps["pre"]
-    assert described(pre.transformers) == described(expected)
+    assert [(n, type(t).__name__, c) for n, t, c in pre.transformers] == [
+        (n, type(t).__name__, c) for n, t, c in expected
+    ]
     assert pre.remainder == "drop"
+
+
+def test_spline_features_get_their_own_branch_required_or_imputed(tmp_path: Path) -> None:
+    text = GROUPED.replace(
+        'name = "b"\ntype = "float"', 'name = "b"\ntype = "float"\ntransform = "spline"'
+    )
+    text = text.replace(
+        'name = "c"\ntype = "int"', 'name = "c"\ntype = "int"\ntransform = "spline"'
+    )
+    path = tmp_path / "splines.toml"
+    path.write_text(text, encoding="utf-8")
+    found = {name: (step, columns) for name, step, columns in branches(load_spec(path))}
+    assert found["num_spline"][1] == ["b"] and "num" not in found
+    assert found["num_median"][1] == ["a"] and found["num_median_spline"][1] == ["c"]
+    imputed = found["num_median_spline"][0]
+    assert list(imputed.named_steps) == ["impute", "spline", "scale"]
+    spline = imputed.named_steps["spline"]
+    assert isinstance(spline, SplineTransformer) and spline.degree == 3
 
 
 def test_nullable_features_are_grouped_by_rule_and_fill_value(tmp_path: Path) -> None:

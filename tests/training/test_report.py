@@ -12,11 +12,29 @@ import numpy as np
 import pytest
 from sklearn.neural_network import MLPClassifier
 
-from service.manifest import DataInfo, Evaluation, Feature, Manifest, OnnxInfo, TaskKind
+from service.manifest import (
+    Baseline,
+    CrossValidation,
+    DataInfo,
+    Evaluation,
+    Feature,
+    Manifest,
+    OnnxInfo,
+    TaskKind,
+)
+from training.model_card import best_baseline, comparison_sentence, render_model_card
 from training.report import PLOTS, Curves, write_model_card, write_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SHA = "ab" * 32
+ROOT = Path(__file__).resolve().parents[2]
+COMPARED = "## Compared with classical models"
+# Five folds per model: means 0.850, 0.800, 0.854; standard deviations 0.014, 0.014, 0.010.
+FOLDS = {
+    "network": [0.85, 0.86, 0.84, 0.87, 0.83],
+    "logistic_regression": [0.80, 0.79, 0.81, 0.78, 0.82],
+    "gradient_boosting": [0.86, 0.85, 0.85, 0.87, 0.84],
+}
 
 BINARY_FEATURES = [
     Feature(
@@ -130,9 +148,51 @@ def _fit(k: int, early_stopping: bool) -> Curves:
     )
 
 
+def _baselines(sample: Evaluation, logistic_auc: float, boosting_auc: float) -> list[Baseline]:
+    """The two classical models on the network's sample, with their own AUCs."""
+    return [
+        Baseline(
+            name="logistic_regression",
+            title="logistic regression",
+            metrics=sample.model_copy(
+                update={"roc_auc": logistic_auc, "log_loss": 0.5123, "roc_auc_interval": None}
+            ),
+        ),
+        Baseline(
+            name="gradient_boosting",
+            title="gradient boosting",
+            metrics=sample.model_copy(
+                update={
+                    "roc_auc": boosting_auc,
+                    "accuracy": 0.8207,
+                    "roc_auc_interval": (boosting_auc - 0.008, boosting_auc + 0.007),
+                }
+            ),
+        ),
+    ]
+
+
+def _cross_validation(folds: dict[str, list[float]]) -> CrossValidation:
+    return CrossValidation(folds=5, seed=7, rows=1000, roc_auc=folds)
+
+
+def _compared(manifest: Manifest, folds: dict[str, list[float]] | None = FOLDS) -> Manifest:
+    """`manifest` with baselines (gradient boosting best on the sample) and, unless None, CV."""
+    metrics = manifest.metrics.model_copy(update={"roc_auc_interval": (0.8650, 0.8812)})
+    return manifest.model_copy(
+        update={
+            "metrics": metrics,
+            "baselines": _baselines(metrics, 0.8012, 0.8790),
+            "cross_validation": None if folds is None else _cross_validation(folds),
+        }
+    )
+
+
 @pytest.fixture(scope="module")
 def binary_manifest() -> Manifest:
-    return _manifest("binary", BINARY_FEATURES, ["no", "yes"], {"threshold_criterion": "max_f1"})
+    """A version trained with baselines and cross-validation (the multi-class one without)."""
+    plain = _manifest("binary", BINARY_FEATURES, ["no", "yes"], {"threshold_criterion": "max_f1"})
+    return _compared(plain)
 
 
 @pytest.fixture(scope="module")
@@ -294,3 +354,110 @@ def test_write_report_rejects_probabilities_of_another_task(
     with pytest.raises(ValueError, match=r"expected \(300, 2\)"):
         write_report(tmp_path, binary_manifest, curves)
     assert not any(tmp_path.iterdir())
+
+
+def test_metrics_json_holds_baselines_cross_validation_and_the_interval(
+    binary_report: Path,
+) -> None:
+    document = json.loads((binary_report / "metrics.json").read_text(encoding="utf-8"))
+    assert document["metrics"]["roc_auc_interval"] == [0.8650, 0.8812]
+    assert set(document["baselines"]) == {"logistic_regression", "gradient_boosting"}
+    assert document["baselines"]["gradient_boosting"]["roc_auc"] == 0.8790
+    assert document["baselines"]["logistic_regression"]["log_loss"] == 0.5123
+    cv = document["cross_validation"]
+    assert (cv["folds"], cv["seed"], cv["rows"]) == (5, 7, 1000)
+    assert set(cv["roc_auc"]) == set(FOLDS)
+    network = cv["roc_auc"]["network"]
+    assert network["per_fold"] == FOLDS["network"]
+    assert network["mean"] == pytest.approx(0.85)
+    assert network["std"] == pytest.approx(float(np.std(FOLDS["network"])))
+
+
+def test_metrics_json_of_a_run_without_baselines(multiclass_report: Path) -> None:
+    document = json.loads((multiclass_report / "metrics.json").read_text(encoding="utf-8"))
+    assert document["baselines"] == {} and document["cross_validation"] is None
+    assert document["metrics"]["roc_auc_interval"] is None
+
+
+def test_model_card_compares_with_classical_models(binary_report: Path) -> None:
+    card = _card(binary_report)
+    assert COMPARED in card and card.index("## Metrics") < card.index(COMPARED)
+    assert "| Model | ROC AUC (20,000 rows) | Accuracy | Log loss | 5-fold CV ROC AUC |" in card
+    assert (
+        "| network (this model) | 0.8731 (0.8650 to 0.8812) | 0.8125 | 0.4012 | 0.850 ± 0.014 |"
+        in card
+    )
+    assert "| logistic regression | 0.8012 | 0.8125 | 0.5123 | 0.800 ± 0.014 |" in card
+    assert (
+        "| gradient boosting | 0.8790 (0.8710 to 0.8860) | 0.8207 | 0.4012 | 0.854 ± 0.010 |"
+        in card
+    )
+    assert "same folds for every model, training and validation rows only: 1,000 rows" in card
+    assert "| ROC AUC 95% bootstrap interval | 0.8650 to 0.8812 | — |" in card
+    expected = (
+        "The network is 0.004 ROC AUC behind gradient boosting on this data "
+        "(5-fold CV 0.850 ± 0.014 vs 0.854 ± 0.010)."
+    )
+    assert expected in card
+
+
+def test_model_card_of_a_version_without_baselines_has_no_comparison(
+    multiclass_report: Path,
+) -> None:
+    card = _card(multiclass_report)
+    assert COMPARED not in card and "classical" not in card and "interval" not in card
+
+
+def test_committed_manifest_from_before_baselines_renders_without_comparison() -> None:
+    """A manifest.json written before baselines existed has neither key; its card is unchanged."""
+    path = next((ROOT / "models" / "churn").glob("2*/manifest.json"))
+    document = json.loads(path.read_text(encoding="utf-8"))
+    for key in ("baselines", "cross_validation"):
+        document.pop(key, None)
+    document["metrics"].pop("roc_auc_interval", None)
+    old = Manifest.model_validate(document)
+    assert comparison_sentence(old) is None and best_baseline(old) is None
+    assert COMPARED not in render_model_card(old, [])
+    card = render_model_card(_compared(old), [])
+    assert COMPARED in card and "The network is " in card
+
+
+def _sentence(manifest: Manifest, folds: dict[str, list[float]] | None) -> str | None:
+    return comparison_sentence(_compared(manifest, folds))
+
+
+def _shifted(by: dict[str, float]) -> dict[str, list[float]]:
+    """FOLDS with each named model's AUCs moved by the same amount."""
+    return {name: [s + by.get(name, 0.0) for s in scores] for name, scores in FOLDS.items()}
+
+
+def test_comparison_sentence_says_ahead_behind_or_level(binary_manifest: Manifest) -> None:
+    ahead = _sentence(binary_manifest, _shifted({"network": 0.012}))
+    assert ahead == (
+        "The network is 0.008 ROC AUC ahead of gradient boosting on this data "
+        "(5-fold CV 0.862 ± 0.014 vs 0.854 ± 0.010)."
+    )
+    level = _sentence(binary_manifest, _shifted({"network": 0.0036}))
+    assert level == (
+        "The network is level with gradient boosting on this data "
+        "(within 0.001; 5-fold CV 0.854 ± 0.014 vs 0.854 ± 0.010)."
+    )
+
+
+def test_comparison_sentence_names_the_best_baseline_under_cv(binary_manifest: Manifest) -> None:
+    """Gradient boosting leads on the sample, but logistic regression in CV: CV decides."""
+    folds = _shifted({"logistic_regression": 0.07})  # mean 0.870
+    sentence = _sentence(binary_manifest, folds)
+    assert sentence is not None and "0.020 ROC AUC behind logistic regression" in sentence
+    best = best_baseline(_compared(binary_manifest, folds))
+    assert best is not None and best.name == "logistic_regression"
+
+
+def test_comparison_sentence_uses_the_sample_without_cv(binary_manifest: Manifest) -> None:
+    assert _sentence(binary_manifest, None) == (
+        "The network is 0.006 ROC AUC behind gradient boosting on this data "
+        "(ROC AUC 0.8731 vs 0.8790 on 20,000 rows)."
+    )
+    card = render_model_card(_compared(binary_manifest, None), [])
+    assert "| Model | ROC AUC (20,000 rows) | Accuracy | Log loss |\n" in card
+    assert "CV" not in card

@@ -317,6 +317,16 @@ def test_builtin_specs_keep_every_feature_required(task: str) -> None:
             "fill_value 'z' is not one of the categories (a, b)",
         ),
         (
+            ('name = "b"', 'name = "b"\ntransform = "spline"'),
+            "features.b.transform",
+            'transform = "spline" is for int and float features (a range of numbers), not bool',
+        ),
+        (
+            ('name = "r"', 'name = "r"\ntransform = "splines"'),
+            "features.r.transform",
+            "Input should be 'standard' or 'spline'",
+        ),
+        (
             ('name = "r"', 'name = "r"\nmissing_indicator = true'),
             "features.r.missing_indicator",
             "missing_indicator needs impute",
@@ -447,3 +457,12 @@ def test_a_bad_inherited_value_is_named_at_the_feature_and_traced_to_defaults(
 def test_na_values_are_stripped(tmp_path: Path) -> None:
     text = NULLABLE.replace('name = "tiny"', 'name = "tiny"\nna_values = [" -999 ", "n/a"]', 1)
     assert load_spec(write(tmp_path, text)).na_values == ("-999", "n/a")
+
+
+def test_transform_is_read_and_defaults_to_standard(tmp_path: Path) -> None:
+    spec = load_spec(
+        write(tmp_path, NULLABLE.replace('name = "x"', 'name = "x"\ntransform = "spline"'))
+    )
+    assert spec.feature("x").transform == "spline"
+    assert spec.feature("r").transform == "standard"
+    assert spec.feature("x").to_manifest(0.0, 1.0, impute_value=0.5).transform == "spline"
