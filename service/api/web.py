@@ -21,7 +21,7 @@ PLOTS: dict[str, str] = {
     "loss_curve.png": "Loss curve (training loss and validation score per epoch)",
     "roc.png": "ROC curve",
     "precision_recall.png": "Precision-recall curve",
-    "confusion_matrix.png": "Confusion matrix on the test rows",
+    "confusion_matrix.png": "Confusion matrix",  # + the sample it counts (plot_title)
     "calibration.png": "Calibration: predicted probability against observed frequency",
 }
 REPORT_FOLDER = "report"
@@ -59,11 +59,20 @@ def model_card(model: LoadedModel) -> dict[str, Any]:
             if f.nullable
         ],
         "plots": [
-            {"file": name, "title": title, "url": plot_url(model, name)}
-            for name, title in PLOTS.items()
+            {"file": name, "title": plot_title(model, name), "url": plot_url(model, name)}
+            for name in PLOTS
             if (model.path / REPORT_FOLDER / name).is_file()
         ],
     }
+
+
+def plot_title(model: LoadedModel, name: str) -> str:
+    """The plot's caption; the confusion matrix names the rows it counts (the plots show the
+    manifest's primary sample: the 20,000 fresh rows of a generated task, else the test split)."""
+    if name != "confusion_matrix.png":
+        return PLOTS[name]
+    metrics = model.manifest.metrics
+    return f"{PLOTS[name]} on the {metrics.rows:,} rows of the {metrics.sample}"
 
 
 def plot_url(model: LoadedModel, name: str) -> str:

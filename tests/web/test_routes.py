@@ -123,6 +123,9 @@ def test_the_model_card_gives_version_provenance_metrics_and_plots(
     assert [p["file"] for p in card["plots"]] == list(PLOTS)
     for plot in card["plots"]:
         assert plot["url"] == plot_url(manifest, plot["file"])
+    (confusion,) = [p for p in card["plots"] if p["file"] == "confusion_matrix.png"]
+    rows = f"on the {manifest.metrics.rows:,} rows of the {manifest.metrics.sample}"
+    assert confusion["title"] == f"Confusion matrix {rows}" and "fresh sample" in rows
 
 
 def test_report_plots_of_the_served_version_are_png_and_cacheable(
