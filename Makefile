@@ -10,15 +10,25 @@ PIP_FLAGS ?= --disable-pip-version-check -q
 .PHONY: install tools serve train test lint typecheck check clean requirements bench bench-quick \
 	bench-score bench-profile bench-csv
 
-$(STAMP): pyproject.toml constraints.txt
+# `make serve` installs only what serving needs (the `serve` extra: no scikit-learn, pandas,
+# matplotlib or test tools); `make test` and the other targets add training and development.
+SERVE_STAMP := $(VENV)/.serve-installed
+
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip $(PIP_FLAGS) install --upgrade pip
+
+$(SERVE_STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip $(PIP_FLAGS) install -c constraints.txt -e '.[serve]'
+	touch $(SERVE_STAMP)
+
+$(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/python -m pip $(PIP_FLAGS) install -c constraints.txt -e '.[train,serve,dev]'
-	touch $(STAMP)
+	touch $(STAMP) $(SERVE_STAMP)
 
 install: $(STAMP)
 
-serve: $(STAMP)
+serve: $(SERVE_STAMP)
 	$(BIN)/python -m service
 
 train: $(STAMP)

@@ -1,0 +1,38 @@
+"""The README's two commands on a fresh clone: `make serve` installs the `serve` extra only,
+`make test` everything (checked with `make -n`, which prints what would run)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def planned(target: str, tmp_path: Path) -> str:
+    for name in ("Makefile", "pyproject.toml", "constraints.txt"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    done = subprocess.run(
+        ["make", "-n", target], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    return done.stdout
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_serve_installs_only_the_serve_extra(tmp_path: Path) -> None:
+    plan = planned("serve", tmp_path)
+    installs = [line for line in plan.splitlines() if " install -c constraints.txt" in line]
+    assert installs == [
+        ".venv/bin/python -m pip --disable-pip-version-check -q install -c constraints.txt "
+        "-e '.[serve]'"
+    ]
+    assert plan.rstrip().endswith(".venv/bin/python -m service")
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_test_installs_training_and_development_too(tmp_path: Path) -> None:
+    plan = planned("test", tmp_path)
+    assert "-e '.[train,serve,dev]'" in plan and "-m pytest" in plan
