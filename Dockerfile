@@ -25,8 +25,10 @@ COPY --chown=app:app models/ /app/models/
 USER 10001:10001
 ENV PREDICT_HOST=0.0.0.0 \
     PREDICT_PORT=8000 \
+    PREDICT_GRPC_PORT=8001 \
     PREDICT_MODELS_DIR=/app/models
-EXPOSE 8000
+# HTTP (v1, V2 REST, the page, /metrics) and the Open Inference Protocol over gRPC
+EXPOSE 8000 8001
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD ["python", "-c", "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=2).status != 200)"]
 CMD ["python", "-m", "service"]

@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PIP_FLAGS ?= --disable-pip-version-check -q
 
 .PHONY: install tools serve train test lint typecheck check clean requirements bench bench-quick \
-	bench-score bench-profile bench-csv
+	bench-score bench-profile bench-csv proto
 
 # `make serve` installs only what serving needs (the `serve` extra: no scikit-learn, pandas,
 # matplotlib or test tools); `make test` and the other targets add training and development.
@@ -79,6 +79,12 @@ bench-score: $(STAMP)
 # pyarrow against the project's CSV code: batch scoring and API bodies (issue 17, about a minute).
 bench-csv: $(STAMP)
 	$(BIN)/python -m bench.csv_readers
+
+# The Open Inference Protocol's gRPC messages and stubs (service/protocol/), from its .proto;
+# the result is committed (tests/service/test_grpc_protocol.py checks it is up to date).
+proto: $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --pyi_out=. --grpc_python_out=. \
+	  service/protocol/grpc_predict_v2.proto
 
 # Re-pin the images' requirements from constraints.txt, each extra alone in a throwaway venv.
 requirements:

@@ -16,13 +16,14 @@ from importlib.metadata import version
 from pathlib import Path
 
 from bench import limits, mlserver_setup, report
-from bench.cases import BATCH_SIZES, all_cases, baseline_cases
+from bench.cases import BATCH_SIZES, GRPC_BODIES, all_cases, baseline_cases
 from bench.load import wrk_path
 from bench.payloads import Body, churn_records, write_bodies
 from bench.runner import REPO, Run, Setup, run_cases
 from service.manifest import Manifest, read_pointer
 
 CACHE = REPO / "bench" / ".cache"
+RESULTS = REPO / "bench" / "RESULTS.md"
 OUR_PACKAGES = (
     "fastapi", "starlette", "uvicorn", "uvloop", "httptools", "orjson", "msgspec", "numpy",
     "onnxruntime", "prometheus_client", "pydantic",
@@ -66,10 +67,14 @@ def main(argv: list[str] | None = None) -> int:
         cases += baseline_cases(quick)
     if args.smoke:
         cases = [c for c in cases if c.records == 1 and c.server != "ours (2 workers)"]
+    if args.grpc_only:
+        cases = [c for c in cases if c.is_grpc]
     run = run_cases(setup, cases, rounds)
     text = _document(run, raw, setup, argv if argv is not None else sys.argv[1:], manifest)
     print(text)  # noqa: T201  # the benchmark's output is the table
-    if not args.no_write:
+    # A part of the cases must not replace the table of RESULTS.md (another --out may take it).
+    partial = args.grpc_only and args.out == RESULTS
+    if not args.no_write and not partial:
         report.write_section(args.out, text)
         log.info("wrote %s", args.out)
     return 0
@@ -77,11 +82,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def committed_churn() -> tuple[Path, Manifest, dict[str, Body]]:
     """The churn version the committed pointer names, its manifest, and the request bodies
-    (written once to bench/.cache/bodies)."""
+    (written once to bench/.cache/bodies; the gRPC ones by tritonclient's messages, so this
+    process must not import `service.protocol`)."""
     folder = REPO / "models" / "churn"
     version_dir = folder / read_pointer(folder)
     manifest = Manifest.load(version_dir)
-    return version_dir, manifest, write_bodies(manifest, CACHE / "bodies", [1, *BATCH_SIZES])
+    bodies = write_bodies(manifest, CACHE / "bodies", [1, *BATCH_SIZES], GRPC_BODIES)
+    return version_dir, manifest, bodies
 
 
 def _document(
@@ -93,7 +100,10 @@ def _document(
         "",
         f"Command: `{command}`. Model: churn {manifest.version} (10 inputs, MLP). "
         f"Machine: {machine()}. Load: wrk, one thread, keep-alive, 127.0.0.1, "
-        f"{setup.seconds:g} s per case after a 1 s warm-up; batch cases use 2 connections.",
+        f"{setup.seconds:g} s per case after a 1 s warm-up; batch cases use 2 connections. "
+        "gRPC: `bench/grpc_load.py` (grpc.aio, its own process, conns = calls in flight over "
+        "at most 4 channels, one pre-serialized ModelInferRequest with raw contents as "
+        "tritonclient sends it; rows/s counts the rows of the calls answered).",
         "",
         f"Ours: {_versions(sys.executable, OUR_PACKAGES)}; Python {platform.python_version()}.",
     ]
@@ -113,7 +123,7 @@ def _document(
         "",
         report.rss_table(run),
         "",
-        "Targets (issue 5):",
+        "Targets (issues 5 and 20):",
         "",
         report.targets(run),
     ]
@@ -150,9 +160,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="4 s per case, one round, fewer cases")
     parser.add_argument("--smoke", action="store_true", help="our service and the ceiling, 1 s")
     parser.add_argument("--no-mlserver", action="store_true", help="skip MLServer")
+    parser.add_argument(
+        "--grpc-only",
+        action="store_true",
+        help="only the gRPC cases (ours and MLServer); RESULTS.md is left as it is (see --out)",
+    )
     parser.add_argument("--seconds", type=float, help="seconds per case")
     parser.add_argument("--rounds", type=int, help="rounds over all cases")
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "RESULTS.md")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument(
         "--baseline-src",

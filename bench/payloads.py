@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 
 from service.manifest import Manifest
@@ -23,6 +24,7 @@ TASK = "churn"
 RECORDS_SEED = 7
 JSON = "application/json"
 CSV = "text/csv"
+GRPC = "application/grpc"
 
 
 @dataclass(frozen=True)
@@ -86,8 +88,43 @@ def v2_tensors(
     return orjson.dumps(payload)
 
 
-def write_bodies(manifest: Manifest, folder: Path, sizes: list[int]) -> dict[str, Body]:
-    """Every body the cases use, keyed `<kind>-<records>` (kinds: v1, csv, v2, v2sk)."""
+def grpc_request(manifest: Manifest, records: list[dict[str, Any]], model_name: str) -> bytes:
+    """A serialized `ModelInferRequest` as tritonclient.grpc sends one by default: raw contents,
+    one [n, 1] tensor per feature with the datatype the model's metadata declares (FP32 for
+    numbers and bools, BYTES for categories), all outputs.
+
+    tritonclient's messages are imported here only: they register the `inference.*` protobuf
+    names that `service.protocol` registers too, and a process can hold only one of the two.
+    """
+    from tritonclient.grpc import InferInput
+    from tritonclient.grpc._utils import _get_inference_request  # what client.infer sends
+
+    inputs = []
+    for feature in manifest.features:
+        column = [record[feature.name] for record in records]
+        if feature.type == "category":
+            array = np.array([str(value).encode() for value in column], dtype=np.object_)
+            datatype = "BYTES"
+        else:
+            array, datatype = np.array(column, dtype=np.float32), "FP32"
+        tensor = InferInput(feature.name, [len(records), 1], datatype)
+        tensor.set_data_from_numpy(array.reshape(-1, 1))
+        inputs.append(tensor)
+    request = _get_inference_request(
+        model_name, inputs, "", "", None, 0, False, False, 0, None, None
+    )
+    serialized: bytes = request.SerializeToString()
+    return serialized
+
+
+def write_bodies(
+    manifest: Manifest,
+    folder: Path,
+    sizes: list[int],
+    grpc_models: dict[str, str] | None = None,
+) -> dict[str, Body]:
+    """Every body the cases use, keyed `<kind>-<records>` (kinds: v1, csv, v2, v2sk, and one
+    serialized gRPC request per kind of `grpc_models`, which maps a kind to a model name)."""
     folder.mkdir(parents=True, exist_ok=True)
     pool = churn_records(manifest, max(sizes))
     bodies: dict[str, Body] = {}
@@ -103,6 +140,10 @@ def write_bodies(manifest: Manifest, folder: Path, sizes: list[int]) -> dict[str
             path = folder / f"{kind}-{size}.body"
             path.write_bytes(content)
             bodies[f"{kind}-{size}"] = Body(path, size, content_type)
+        for kind, model_name in (grpc_models or {}).items():
+            path = folder / f"{kind}-{size}.body"
+            path.write_bytes(grpc_request(manifest, records, model_name))
+            bodies[f"{kind}-{size}"] = Body(path, size, GRPC)
     return bodies
 
 

@@ -34,6 +34,7 @@ class Server:
     url: str
     log: Path
     ready_paths: list[str] = field(default_factory=list)
+    grpc_address: str = ""  # 127.0.0.1:port of its gRPC server, for those that serve one
 
     @property
     def pid(self) -> int:
@@ -108,6 +109,26 @@ def start(
         server.stop()
         raise
     return server
+
+
+def wait_for_port(server: Server, port: int, timeout: float = 60.0) -> None:
+    """Until something accepts connections on 127.0.0.1:`port`, for a server without HTTP."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if server.process.poll() is not None:
+            raise ServerFailed(
+                f"{server.name} exited ({server.process.returncode}):\n{_tail(server)}"
+            )
+        with socket.socket() as sock:
+            sock.settimeout(1.0)
+            if sock.connect_ex((HOST, port)) == 0:
+                return
+        if time.monotonic() > deadline:
+            server.stop()
+            raise ServerFailed(
+                f"{server.name} not listening after {timeout:.0f} s:\n{_tail(server)}"
+            )
+        time.sleep(0.2)
 
 
 def get(url: str, timeout: float = 2.0) -> int:

@@ -20,19 +20,22 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import report, spy
 from bench.__main__ import CACHE, committed_churn, machine, package_version
-from bench.cases import BATCH_SIZES, OURS, V1, V2
-from bench.load import LoadResult, run_wrk, wrk_path
+from bench.cases import BATCH_SIZES, GRPC, OURS, V1, V2
+from bench.load import LoadResult, run_grpc_load, run_wrk, wrk_path
 from bench.payloads import Body
+from bench.procs import Server
 from bench.runner import WARM_UP_SECONDS, Setup, started
 
 # The benchmark's cases whose targets are not met on the 2-core machine (bench/RESULTS.md).
 DEFAULT_CASES = ("v1-1:16", "v1-10000:2")
+KINDS = {"v1": "v1 JSON", "csv": "v1 CSV", "v2": "V2", "grpc": "gRPC ModelInfer"}
 TOP_ROWS = 15
 BEGIN = "<!-- profile:begin (written by `python -m bench.profile`; edit outside these markers) -->"
 END = "<!-- profile:end -->"
@@ -45,7 +48,8 @@ class ProfileFailed(RuntimeError):
 
 @dataclass(frozen=True)
 class ProfileCase:
-    """A body of the benchmark (`v1-1`, `csv-10000`, `v2-1000`, ...) at some connections."""
+    """A body of the benchmark (`v1-1`, `csv-10000`, `v2-1000`, `grpc-1`, ...) at some
+    connections (for `grpc`, ModelInfer calls in flight on the gRPC port)."""
 
     body: str
     connections: int
@@ -56,16 +60,17 @@ class ProfileCase:
         body, _, connections = text.partition(":")
         kind, _, records = body.partition("-")
         sizes = {str(size) for size in (1, *BATCH_SIZES)}
-        if kind not in ("v1", "csv", "v2") or records not in sizes or not connections.isdigit():
+        if kind not in KINDS or records not in sizes or not connections.isdigit():
             raise argparse.ArgumentTypeError(
-                f"{text!r}: expected BODY:CONNECTIONS with BODY one of v1, csv or v2, a dash and "
-                f"one of {sorted(sizes, key=int)} records (e.g. v1-10000:2)"
+                f"{text!r}: expected BODY:CONNECTIONS with BODY one of {', '.join(KINDS)}, a dash "
+                f"and one of {sorted(sizes, key=int)} records (e.g. v1-10000:2)"
             )
         return cls(body, int(connections))
 
     @property
     def path(self) -> str:
-        return V2 if self.body.startswith("v2") else V1
+        kind = self.body.split("-")[0]
+        return {"v2": V2, "grpc": GRPC}.get(kind, V1)
 
     @property
     def records(self) -> int:
@@ -73,7 +78,7 @@ class ProfileCase:
 
     @property
     def title(self) -> str:
-        kind = {"v1": "v1 JSON", "csv": "v1 CSV", "v2": "V2"}[self.body.split("-")[0]]
+        kind = KINDS[self.body.split("-")[0]]
         plural = "s" * (self.records > 1)
         return f"{kind}, {self.records:,} record{plural}, {self.connections} connections"
 
@@ -89,11 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     with started(setup, OURS) as server:
         (worker,) = server.workers()
         for case in args.case or [ProfileCase.parse(text) for text in DEFAULT_CASES]:
-            url, body = server.url + case.path, bodies[case.body]
-            run_wrk(url, body, case.connections, WARM_UP_SECONDS)
-            load, profile = record(
-                py_spy, worker, args.rate, url, body, case.connections, args.seconds
-            )
+            load_for = _loader(server, bodies[case.body], case)
+            load_for(WARM_UP_SECONDS)
+            load, profile = record(py_spy, worker, args.rate, load_for, args.seconds)
             log.info("%s: %d samples, %.0f req/s", case.title, profile.total, load.rate)
             results.append((case, load, profile))
     command = shlex.join([".venv/bin/python", "-m", "bench.profile", *(argv or sys.argv[1:])])
@@ -115,9 +118,10 @@ def py_spy_path() -> str:
 
 
 def record(
-    py_spy: str, pid: int, rate: int, url: str, body: Body, connections: int, seconds: float
+    py_spy: str, pid: int, rate: int, load_for: Callable[[float], LoadResult], seconds: float
 ) -> tuple[LoadResult, spy.Profile]:
-    """Sample `pid` for `seconds` while wrk loads it (one second longer, so it covers them)."""
+    """Sample `pid` for `seconds` while `load_for` (wrk, or the gRPC load) loads it, one second
+    longer, so the load covers the samples."""
     with tempfile.TemporaryDirectory() as folder:
         raw = Path(folder) / "samples.txt"
         argv = [
@@ -126,7 +130,7 @@ def record(
         ]  # fmt: skip
         sampler = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         try:
-            load = run_wrk(url, body, connections, seconds + 1)
+            load = load_for(seconds + 1)
             output, _ = sampler.communicate(timeout=seconds + 60)
         finally:
             if sampler.poll() is None:
@@ -143,6 +147,17 @@ def record(
     return load, profile
 
 
+def _loader(server: Server, body: Body, case: ProfileCase) -> Callable[[float], LoadResult]:
+    """A bounded load of the case for some seconds: wrk, or `bench.grpc_load` for gRPC."""
+
+    def load_for(seconds: float) -> LoadResult:
+        if case.path == GRPC:
+            return run_grpc_load(server.grpc_address, body, case.connections, seconds)
+        return run_wrk(server.url + case.path, body, case.connections, seconds)
+
+    return load_for
+
+
 def document(
     results: list[tuple[ProfileCase, LoadResult, spy.Profile]],
     command: str,
@@ -155,7 +170,8 @@ def document(
         "",
         f"Command: `{command}`. Model: churn {version}. Machine: {machine()}. "
         f"py-spy {package_version('py-spy')} (`--native`, {rate} Hz, {seconds:g} s per case) "
-        "on the one worker of `python -m service` (deployed defaults), while wrk loads it.",
+        "on the one worker of `python -m service` (deployed defaults), while wrk (or "
+        "`bench.grpc_load`, for gRPC) loads it.",
         "",
         "Each busy sample goes to the innermost function of the service on the stack (where) and "
         "to the package running at that moment (running). Not busy: waiting for the GIL, or idle "
@@ -175,7 +191,7 @@ def document(
 
 def _summary(load: LoadResult, profile: spy.Profile, case: ProfileCase) -> str:
     return (
-        f"wrk while sampled: {load.rate:,.1f} req/s ({load.rate * case.records:,.0f} rows/s), "
+        f"Load while sampled: {load.rate:,.1f} req/s ({load.rate * case.records:,.0f} rows/s), "
         f"p99 {load.p99_ms:.1f} ms, errors {load.errors}. Samples: {profile.total:,}; busy "
         f"{_share(profile.busy_total, profile.total)}, waiting for the GIL "
         f"{_share(profile.gil_wait, profile.total)}, idle {_share(profile.idle, profile.total)}."

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from statistics import mean
 
-from bench.cases import CEILING, OURS, PYDANTIC, Case
+from bench.cases import CEILING, GRPC_CEILING, MLS_ONNX_GRPC, OURS, OURS_GRPC, PYDANTIC, Case
 from bench.limits import RawLimit
 from bench.runner import Measurement, Run
 
@@ -31,6 +31,9 @@ def table(run: Run, raw: dict[int, RawLimit]) -> str:
         rates = [m.load.rate for m in group]
         rate = mean(rates)
         rows = rate * case.records
+        # A gRPC case compares with MLServer's onnxruntime model over gRPC, not with HTTP ones.
+        grpc = case.is_grpc
+        onnx = _rate_of(run, MLS_ONNX_GRPC if grpc else MLS_ONNX, case)
         lines.append(
             "| "
             + " | ".join(
@@ -44,11 +47,15 @@ def table(run: Run, raw: dict[int, RawLimit]) -> str:
                     f"{mean(m.load.p99_ms for m in group):.2f}",
                     str(sum(m.load.errors for m in group)),
                     f"{mean(m.cpu_ms_per_request for m in group):.3f}",
-                    _ratio(rate, _rate_of(run, MLS_ONNX, case)),
-                    _ratio(rate, _rate_of(run, MLS_SKLEARN, case)),
+                    _ratio(rate, onnx),
+                    "" if grpc else _ratio(rate, _rate_of(run, MLS_SKLEARN, case)),
                     _ratio(rows, _raw_rows(raw, case.records)),
-                    _ratio(rate, _rate_of(run, CEILING, case)) if case.records == 1 else "",
-                    _ratio(rate, _rate_of(run, PYDANTIC, case)) if case.records > 1 else "",
+                    _ratio(rate, _rate_of(run, GRPC_CEILING if grpc else CEILING, case))
+                    if case.records == 1
+                    else "",
+                    _ratio(rate, _rate_of(run, PYDANTIC, case))
+                    if case.records > 1 and not grpc
+                    else "",
                     _ratio(rate, _rate_of(run, _before(case.system), case)),
                 ]
             )
@@ -122,6 +129,7 @@ def targets(run: Run) -> str:
     if two is not None and one is not None:
         ratio = mean(m.load.rate for m in two) / mean(m.load.rate for m in one)
         checks.append(("2 workers vs 1, v1 one record, 16 conns", ratio, 1.6))
+    checks += grpc_checks(run)
     rss = run.rss_mb.get(f"{OURS}, after the cases")
     if rss:
         checks.append(("peak RSS of one worker, MiB (at most)", max(rss), 150.0))
@@ -132,6 +140,26 @@ def targets(run: Run) -> str:
         shown = "n/a" if value is None else f"{value:,.2f}"
         lines.append(f"| {label} | {shown} | {goal:,.2f} | {'yes' if met else 'NO'} |")
     return "\n".join(lines)
+
+
+def grpc_checks(run: Run) -> list[tuple[str, float | None, float]]:
+    """Issue 20's targets: ModelInfer over gRPC against MLServer's onnxruntime model over gRPC.
+
+    A side with a failed call (any status but OK) gets no figure, so the target shows unmet.
+    """
+    checks: list[tuple[str, float | None, float]] = []
+    for records, connections, label, goal in (
+        (1, 16, "gRPC one record, 16 in flight: x MLServer onnxruntime gRPC (issue 20)", 2.0),
+        (10_000, None, "gRPC 10,000 rows: x MLServer onnxruntime gRPC (issue 20)", 1.0),
+    ):
+        ours = _find(run, OURS_GRPC, records, connections)
+        theirs = _find(run, MLS_ONNX_GRPC, records, connections)
+        if ours is None or theirs is None:
+            continue
+        failed = any(m.load.errors for m in ours + theirs)
+        ratio = mean(m.load.rate for m in ours) / mean(m.load.rate for m in theirs)
+        checks.append((label, None if failed else ratio, goal))
+    return checks
 
 
 def write_section(path: Path, text: str, markers: tuple[str, str] = (BEGIN, END)) -> None:

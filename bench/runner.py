@@ -1,4 +1,5 @@
-"""Run the cases: start each server, warm it, load it with wrk, read its CPU time and memory."""
+"""Run the cases: start each server, warm it, load it with wrk (or `bench.grpc_load` for the
+gRPC cases), read its CPU time and memory."""
 
 from __future__ import annotations
 
@@ -10,8 +11,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import procs
-from bench.cases import BASELINE, CEILING, MLSERVER, OURS, OURS_TWO, PYDANTIC, Case
-from bench.load import LoadResult, run_wrk
+from bench.cases import (
+    BASELINE,
+    CEILING,
+    GRPC_CEILING,
+    MLSERVER,
+    OURS,
+    OURS_TWO,
+    PYDANTIC,
+    Case,
+)
+from bench.load import LoadResult, run_grpc_load, run_wrk
 from bench.mlserver_setup import ONNX_MODEL, SKLEARN_MODEL, write_model_repository
 from bench.payloads import Body
 
@@ -80,13 +90,25 @@ def round_order(servers: list[str], number: int) -> list[str]:
 
 def _measure(server: procs.Server, setup: Setup, case: Case, number: int) -> Measurement:
     before = server.cpu_seconds()
-    load = run_wrk(server.url + case.path, setup.bodies[case.body], case.connections, setup.seconds)
+    load = _load(server, setup, case, case.connections, setup.seconds)
     cpu = server.cpu_seconds() - before
     log.info(
         "round %d  %-28s %6d rec %3d conn  %9.0f req/s  p99 %7.2f ms  errors %d",
         number, case.system, case.records, case.connections, load.rate, load.p99_ms, load.errors,
     )  # fmt: skip
+    if load.first_error:
+        log.warning("%s: first error: %s", case.system, load.first_error)
     return Measurement(case, number, load, cpu)
+
+
+def _load(
+    server: procs.Server, setup: Setup, case: Case, connections: int, seconds: float
+) -> LoadResult:
+    """wrk on the case's route, or `bench.grpc_load` on the server's gRPC port."""
+    body = setup.bodies[case.body]
+    if case.is_grpc:
+        return run_grpc_load(server.grpc_address, body, connections, seconds)
+    return run_wrk(server.url + case.path, body, connections, seconds)
 
 
 def _warm_up(server: procs.Server, setup: Setup, cases: list[Case]) -> None:
@@ -95,7 +117,7 @@ def _warm_up(server: procs.Server, setup: Setup, cases: list[Case]) -> None:
     for case in cases:
         if (case.path, case.body) not in seen:
             seen.add((case.path, case.body))
-            run_wrk(server.url + case.path, setup.bodies[case.body], 2, WARM_UP_SECONDS)
+            _load(server, setup, case, 2, WARM_UP_SECONDS)
 
 
 def _worker_rss(server: procs.Server) -> list[float]:
@@ -111,6 +133,7 @@ def started(setup: Setup, name: str) -> Iterator[procs.Server]:
         OURS_TWO: lambda s, port: _ours(s, port, 2),
         BASELINE: lambda s, port: _ours(s, port, 1, s.baseline_src),
         CEILING: _ceiling,
+        GRPC_CEILING: _grpc_ceiling,
         PYDANTIC: _pydantic,
         MLSERVER: _mlserver,
     }
@@ -123,10 +146,15 @@ def started(setup: Setup, name: str) -> Iterator[procs.Server]:
 
 
 def _ours(setup: Setup, port: int, workers: int, source: Path | None = None) -> procs.Server:
-    """`python -m service` as deployed; `source` puts another tree's `service` package first."""
+    """`python -m service` as deployed; `source` puts another tree's `service` package first.
+
+    gRPC is on (on a free port) as deployed, also in the cases that load only HTTP.
+    """
+    grpc_port = procs.free_port()
     env = {
         "PREDICT_HOST": procs.HOST,
         "PREDICT_PORT": str(port),
+        "PREDICT_GRPC_PORT": str(grpc_port),
         "PREDICT_WORKERS": str(workers),
         "PREDICT_MODELS_DIR": str(REPO / "models"),
     }
@@ -136,11 +164,23 @@ def _ours(setup: Setup, port: int, workers: int, source: Path | None = None) -> 
     name = f"service-{workers}w" + ("-baseline" if source else "")
     log_file = setup.cache / "logs" / f"{name}.log"
     cwd = source or REPO
-    return procs.start(name, argv, port, ["/readyz"], log_file, env, cwd)
+    server = procs.start(name, argv, port, ["/readyz"], log_file, env, cwd)
+    server.grpc_address = f"{procs.HOST}:{grpc_port}"
+    return server
 
 
 def _ceiling(setup: Setup, port: int) -> procs.Server:
     return _uvicorn_app(setup, port, "ceiling", {})
+
+
+def _grpc_ceiling(setup: Setup, port: int) -> procs.Server:
+    """gRPC only, so nothing answers HTTP: ready when its port accepts connections."""
+    argv = [sys.executable, "-m", "bench.grpc_ceiling", str(port)]
+    log_file = setup.cache / "logs" / "grpc_ceiling.log"
+    server = procs.start("grpc_ceiling", argv, port, [], log_file, cwd=REPO)
+    procs.wait_for_port(server, port)
+    server.grpc_address = f"{procs.HOST}:{port}"
+    return server
 
 
 def _pydantic(setup: Setup, port: int) -> procs.Server:
@@ -167,4 +207,6 @@ def _mlserver(setup: Setup, port: int) -> procs.Server:
     env = {"PYTHONPATH": str(REPO / "bench")}
     ready = [f"/v2/models/{name}/ready" for name in (ONNX_MODEL, SKLEARN_MODEL)]
     log_file = setup.cache / "logs" / "mlserver.log"
-    return procs.start("mlserver", argv, port, ready, log_file, env, REPO, timeout=180)
+    server = procs.start("mlserver", argv, port, ready, log_file, env, REPO, timeout=180)
+    server.grpc_address = f"{procs.HOST}:{ports['grpc']}"
+    return server

@@ -55,12 +55,14 @@ def _serve(config: ServiceConfig) -> int:
     """
     from uvicorn.config import STARTUP_FAILURE
 
-    from service.server import ServiceServer, Supervisor
+    from service.server import ServiceServer, Supervisor, drop_metrics_directory
 
     if config.workers > 1:
+        # Sets up the directory where the workers' metrics meet (service.observability.metrics).
         supervisor = Supervisor(config, sockets=[config.bind_socket()])
         supervisor.run()
         return supervisor.exit_code
+    drop_metrics_directory()
     server = ServiceServer(config)
     server.run()
     return server.exit_code if server.started else STARTUP_FAILURE

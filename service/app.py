@@ -25,7 +25,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
-from service.api import admin, health, v1, v2, web
+from service.api import admin, docs, drift, health, v1, v2, web
 from service.api.context import AppContext, DirectRoutes, json_response
 from service.errors import (
     BadTensor,
@@ -77,9 +77,13 @@ def create_app(settings: Settings) -> FastAPI:
         telemetry=NO_OPENTELEMETRY,
         # A redirect would build its absolute Location from the client's Host header.
         redirect_slashes=False,
+        # FastAPI's pages load Swagger UI and ReDoc from CDNs: `service.api.docs` serves its own.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.context = ctx
-    for router in (v1.router, v2.router, health.router, admin.router, web.router):
+    routers = (v1.router, drift.router, v2.router, health.router, admin.router, web.router)
+    for router in (*routers, docs.router):
         app.include_router(router)
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
@@ -145,7 +149,8 @@ def _lifespan(ctx: AppContext) -> Callable[[FastAPI], contextlib.AbstractAsyncCo
         interval = ctx.settings.poll_interval_seconds
         poller = asyncio.create_task(_poll(ctx.registry, interval)) if interval > 0 else None
         try:
-            yield
+            async with _grpc(ctx), drift.pushing(ctx):
+                yield
         finally:
             if poller is not None:
                 poller.cancel()
@@ -153,6 +158,16 @@ def _lifespan(ctx: AppContext) -> Callable[[FastAPI], contextlib.AbstractAsyncCo
                     await poller
 
     return lifespan
+
+
+def _grpc(ctx: AppContext) -> contextlib.AbstractAsyncContextManager[None]:
+    """The gRPC server for the lifespan, unless PREDICT_GRPC_PORT is 0; imported only when on
+    (see `service.api.grpc_v2` on protobuf's message names)."""
+    if not ctx.settings.grpc_port:
+        return contextlib.nullcontext()
+    from service.api import grpc_v2
+
+    return grpc_v2.serve(ctx)
 
 
 async def _poll(registry: ModelRegistry, interval: float) -> None:

@@ -175,6 +175,20 @@ DEFAULT_NA_VALUES = ("", "NA", "N/A", "NaN", "null", "None", "?")
 # How a missing value reaches the ONNX graph, which imputes it: NaN for numbers, and this for
 # categories (ONNX string tensors have no null).
 MISSING_CATEGORY = ""
+# Short forms a feature name may use that read badly on a form, and the words they stand for.
+_ABBREVIATIONS = {
+    "amt": "amount",
+    "avg": "average",
+    "id": "ID",
+    "nb": "number",
+    "num": "number",
+    "pct": "percent",
+    "qty": "quantity",
+    "yrs": "years",
+}
+# A unit at the end of a name is kept after these words: it is part of the meaning there
+# (`num_of_products`), not a suffix (`height_cm`).
+_CONNECTORS = frozenset({"a", "and", "at", "by", "for", "in", "of", "on", "or", "per", "the", "to"})
 
 
 class ManifestError(Exception):
@@ -189,11 +203,63 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def default_label(name: str, unit: str = "") -> str:
+    """A feature's display label when its spec gives none: the name in words, a unit suffix the
+    page shows beside it dropped, a few abbreviations spelled out (`height_cm`, unit cm: `Height`;
+    `num_of_products`, unit products: `Number of products`)."""
+    words = [word for word in name.split("_") if word]
+    suffix = [word for word in _SEPARATORS.split(unit.casefold()) if word]
+    kept = len(words) - len(suffix)
+    if suffix and kept > 0 and words[kept:] == suffix and words[kept - 1] not in _CONNECTORS:
+        words = words[:kept]
+    text = " ".join(_ABBREVIATIONS.get(word, word) for word in words) or name
+    return text[:1].upper() + text[1:]
+
+
+MISSING_BIN = "missing"
+OTHER_BIN = "other"
+
+
+class Distribution(_Frozen):
+    """Where the training rows fell, for drift: bins in order, each with its share of the rows.
+
+    Numbers: `edges` are the inner bin edges, increasing; bin 0 holds v <= edges[0], bin i
+    edges[i-1] < v <= edges[i], and bin len(edges) v > edges[-1] (numpy's
+    `searchsorted(edges, v, side="left")`). Categories: one bin per name in `categories`, then
+    OTHER_BIN (a value training never saw). Either way the last bin is MISSING_BIN (a nullable
+    feature's missing value; share 0 for a required one). `bins` names each bin, in order: the
+    `bin` label of the drift counters and what the drift view shows.
+    """
+
+    bins: list[str] = Field(min_length=2)
+    edges: list[float] = []
+    categories: list[str] = []
+    shares: list[float]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Distribution:
+        numbered = len(self.edges) + 1 if not self.categories else len(self.categories) + 1
+        if self.edges and self.categories:
+            raise ValueError("a distribution has edges (numbers) or categories, not both")
+        if len(self.bins) != numbered + 1 or self.bins[-1] != MISSING_BIN:
+            raise ValueError(f"a distribution has {numbered} bins, then {MISSING_BIN!r}")
+        if len(self.shares) != len(self.bins) or any(share < 0 for share in self.shares):
+            raise ValueError("a distribution has one share (>= 0) per bin")
+        if abs(sum(self.shares) - 1.0) > 1e-6:
+            raise ValueError(f"the shares of a distribution sum to 1, not {sum(self.shares)}")
+        if any(b <= a for a, b in zip(self.edges, self.edges[1:], strict=False)):
+            raise ValueError("the edges of a distribution increase")
+        return self
+
+
 class Feature(_Frozen):
     """One input column: its name is also the ONNX input name and the JSON key."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     type: FeatureType
+    # What the web form, the model card and the API docs call the feature; a manifest written
+    # before labels existed (or with none) gets `default_label` when it is read.
+    label: str = ""
     unit: str = ""
     description: str = ""
     min: float | None = None
@@ -212,6 +278,25 @@ class Feature(_Frozen):
     # How the network sees a number: scaled ("standard") or as cubic splines over its training
     # range, then scaled ("spline"), for effects that rise and fall. The ONNX graph does either.
     transform: Transform = "standard"
+    # Insight (drift, explanations); absent in manifests written before them. `distribution`: the
+    # training rows' bins. `reference`: what an explanation puts in this feature's place, the
+    # training median (numbers; 0/1 for a bool) or the most frequent category.
+    distribution: Distribution | None = None
+    reference: float | str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _label_or_default(cls, data: Any) -> Any:
+        """Fill in a missing, null or blank label from the name and unit (read-time default)."""
+        if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+            return data  # not a feature's table, or no name: reported by the field checks
+        label = data.get("label")
+        if isinstance(label, str) and label.strip():
+            return data
+        if label is not None and not isinstance(label, str):
+            return data  # a wrong type: reported by the field check
+        unit = data.get("unit")
+        return {**data, "label": default_label(data["name"], unit if isinstance(unit, str) else "")}
 
     @model_validator(mode="after")
     def _domain_fits_type(self) -> Feature:
@@ -354,6 +439,10 @@ class Manifest(_Frozen):
     data: DataInfo
     parity_max_abs_diff: float
     examples: list[Example] = []
+    # The predictions on the metrics' sample, binned as a feature is (binary: P(positive label)
+    # in that sample's deciles; multi-class: one bin per predicted label), for drift of the
+    # answers; absent in manifests written before drift.
+    prediction_distribution: Distribution | None = None
     # CSV cells read as "missing" (after stripping) in nullable features.
     na_values: list[str] = list(DEFAULT_NA_VALUES)
     library_versions: dict[str, str] = {}

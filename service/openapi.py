@@ -159,6 +159,10 @@ ROUTE_RESPONSES: dict[tuple[str, str], dict[str, Any]] = {
     ("/readyz", "get"): {"503": {"description": "Some task serves no verified version"}},
     ("/v2/health/ready", "get"): {"503": {"description": "Not ready"}},
     ("/v1/models/{task}", "get"): MODEL_LOOKUP,
+    ("/v1/models/{task}/drift", "get"): {
+        **MODEL_LOOKUP,
+        "409": {"description": "The served version has no reference distributions (retrain it)"},
+    },
     ("/v2/models/{task}", "get"): MODEL_LOOKUP,
     ("/v2/models/{task}/ready", "get"): MODEL_LOOKUP,
     ("/v2/models/{task}/versions/{model_version}", "get"): MODEL_LOOKUP,
@@ -233,7 +237,7 @@ def _generic_predict() -> dict[str, Any]:
         "aliases, any case; other columns are passed through). See the per-model paths for "
         "each model's record schema.",
         "operationId": "predict",
-        "parameters": [_path_parameter("task")],
+        "parameters": [_path_parameter("task"), EXPLAIN_PARAMETER],
         "requestBody": {
             "required": True,
             "content": {
@@ -263,7 +267,10 @@ INFER_NOTE = (
     "in any other input is a 400 naming the input and element. Such a model has a third output, "
     "`imputed` (BYTES [n]): per row the inputs that were missing, joined by "
     f"`{FLAG_SEPARATOR}` (an empty string when none); it is returned when `outputs` is absent or "
-    "empty, or when requested by name."
+    'empty, or when requested by name. The request parameter `"parameters": {"explain": '
+    "true}` adds the output `explanation` (FP32 [n, m], inputs in the model's order): per row "
+    "and input, the change in P(positive label) (multi-class: P(predicted label)) when that "
+    "input is set to its training reference value (occlusion, not SHAP)."
 )
 
 
@@ -304,12 +311,42 @@ def _infer(path: str) -> dict[str, Any]:
     }
 
 
+EXPLAIN_PARAMETER: dict[str, Any] = {
+    "name": "explain",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "boolean", "default": False},
+    "description": "Explain each prediction by occlusion: for each feature, the change in "
+    "P(positive label) (multi-class: P(predicted label)) when that feature is replaced by its "
+    "training reference value (median, 0/1 for a bool, most frequent category); positive means "
+    "the value raised the probability. Not SHAP: contributions need not sum to anything. JSON "
+    "answers get `explanation` per prediction, largest first; CSV answers get one "
+    "`contribution_<feature>` column per feature. Each record runs once per feature more, so "
+    "fewer records are taken per request (a 413 names the limit); a version trained before "
+    "explanations has no reference values (422). `true` or `false` (or 1/0).",
+}
+EXPLANATION_ITEM: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "feature": {"type": "string", "description": "The feature's name"},
+        "label": {"type": "string", "description": "Its display label"},
+        "value": {"description": "The value sent (null when missing, then imputed)"},
+        "reference": {"description": "The training reference value it is compared with"},
+        "contribution": {
+            "type": "number",
+            "description": "P(record) - P(record with this feature at its reference)",
+        },
+    },
+}
+
+
 def _path_parameter(name: str) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
 
 
 def record_schema(manifest: Manifest) -> dict[str, Any]:
-    """JSON Schema of one record: types, domains, units and descriptions, from the manifest."""
+    """JSON Schema of one record: labels, types, domains, units and descriptions, from the
+    manifest."""
     schema: dict[str, Any] = {
         "title": f"{manifest.title or manifest.name} record",
         "type": "object",
@@ -323,7 +360,8 @@ def record_schema(manifest: Manifest) -> dict[str, Any]:
 
 
 def _property(feature: Feature) -> dict[str, Any]:
-    prop: dict[str, Any] = {"type": JSON_TYPES[feature.type], "title": feature.name}
+    """One feature's JSON Schema: its display label as the title, its rules, a description."""
+    prop: dict[str, Any] = {"type": JSON_TYPES[feature.type], "title": feature.label}
     if feature.min is not None:
         prop["minimum"] = feature.min
     if feature.max is not None:
@@ -395,6 +433,12 @@ def _response_schema(manifest: Manifest) -> dict[str, Any]:
                 "description": "Nullable features the record left missing (null or absent); "
                 "the model used each one's impute value instead.",
             },
+            "explanation": {
+                "type": "array",
+                "items": EXPLANATION_ITEM,
+                "description": "Only with `explain=true`: one entry per feature, largest "
+                "|contribution| first.",
+            },
         },
     }
     return {
@@ -415,6 +459,7 @@ def _operation(manifest: Manifest, prefix: str) -> dict[str, Any]:
         "summary": f"Predict: {manifest.title or manifest.name} (version {manifest.version})",
         "description": _description(manifest),
         "operationId": f"predict_{manifest.name}",
+        "parameters": [EXPLAIN_PARAMETER],
         "requestBody": {
             "required": True,
             "content": {
@@ -450,12 +495,14 @@ def _description(manifest: Manifest) -> str:
     ]
     nullable = any(f.nullable for f in manifest.features)  # then a column says what a
     missing = ["if missing"] * nullable  # missing value becomes
-    header = ["feature", "type", "unit", "allowed", *missing, "description"]
+    header = ["feature", "label", "type", "unit", "allowed", *missing, "description"]
     lines += [f"| {' | '.join(header)} |", "|" + " --- |" * len(header)]
     for f in manifest.features:
         allowed = ", ".join(f.categories) if f.categories else _domain(f)
         rule = [_if_missing(f)] * nullable
-        cells = [f"`{f.name}`", f.type, f.unit, allowed, *rule, f.description]
+        cells = [f"`{f.name}`", f.label, f.type, f.unit, allowed, *rule, f.description]
+        # A pipe or newline in free text (a label, a description) would break the table.
+        cells = [cell.replace("|", "\\|").replace("\n", " ") for cell in cells]
         lines.append(f"| {' | '.join(cells)} |")
     if nullable:
         lines += [

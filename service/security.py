@@ -11,12 +11,13 @@ import asyncio
 import hashlib
 import hmac
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from pydantic import SecretStr
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.api import docs
 from service.api.context import ErrorHandler
 from service.errors import BodyTimeout, InvalidApiKey, MissingApiKey, ServiceError
 from service.settings import Settings
@@ -26,13 +27,28 @@ PREDICTION_PATH = re.compile(
     r"^/(?:v1/models/[^/]+/predict|v2/models/[^/]+(?:/versions/[^/]+)?/infer)$"
 )
 BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
-DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
-# No Content-Security-Policy beyond framing: FastAPI's docs pages load Swagger UI and ReDoc from a
-# CDN with an inline bootstrap script, which a script policy would have to allow anyway.
+# Everything `service.api.docs` serves: the page, its OAuth2 redirect page and its assets.
+DOCS_PREFIX = docs.DOCS_URL
+# The docs page talks only to us: Swagger UI's files are ours (`service.api.docs`), its one inline
+# script is allowed by its hash and no other inline script runs. Its stylesheet draws icons from
+# data: URLs; `style-src` stays 'self' (Swagger UI sets styles through the DOM, which CSP allows).
+DOCS_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        f"script-src 'self' {' '.join(docs.BOOTSTRAP_HASHES)}",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
 DOCS_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
-    (b"content-security-policy", b"frame-ancestors 'none'"),
+    (b"content-security-policy", DOCS_POLICY.encode()),
     (b"referrer-policy", b"no-referrer"),
 ]
 
@@ -49,30 +65,24 @@ def protect(app: ASGIApp, settings: Settings, answer: ErrorHandler) -> ASGIApp:
     return BodyDeadline(app, settings.body_timeout_seconds)
 
 
-class ApiKeys:
-    """Prediction routes need one of the keys: `Authorization: Bearer <key>` or `X-API-Key`.
+class KeyCheck:
+    """Whether a request's headers (HTTP, or gRPC metadata) carry one of the keys.
 
-    401 without a key, 403 with a wrong one. Keys are kept as sha256 digests and every digest is
-    compared in constant time, so neither the time taken nor the key's length tells a caller
-    how close a guess came.
+    `Authorization: Bearer <key>` or `X-API-Key`. Keys are kept as sha256 digests and every
+    digest is compared in constant time, so neither the time taken nor the key's length tells a
+    caller how close a guess came.
     """
 
-    def __init__(self, app: ASGIApp, keys: Sequence[SecretStr], answer: ErrorHandler) -> None:
-        self.app = app
+    def __init__(self, keys: Sequence[SecretStr]) -> None:
         self.digests = [_digest(key.get_secret_value().encode()) for key in keys]
-        self.answer = answer
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and PREDICTION_PATH.match(scope["path"]):
-            error = self._refusal(scope)
-            if error is not None:
-                response = await self.answer(Request(scope, receive, send), error)
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+    def refusal(self, headers: Iterable[tuple[bytes, bytes]]) -> ServiceError | None:
+        """None when a key matches; MissingApiKey (401) without one, InvalidApiKey (403) else.
 
-    def _refusal(self, scope: Scope) -> ServiceError | None:
-        given = _presented_keys(scope)
+        `headers`: (lowercase name, value) pairs as raw bytes, compared as bytes: no decoding a
+        caller could play with.
+        """
+        given = _presented_keys(headers)
         if not given:
             return MissingApiKey()
         matched = False
@@ -81,6 +91,25 @@ class ApiKeys:
             for known in self.digests:
                 matched |= hmac.compare_digest(digest, known)
         return None if matched else InvalidApiKey()
+
+
+class ApiKeys:
+    """Prediction routes need one of the keys (`KeyCheck`): 401 without a key, 403 with a wrong
+    one."""
+
+    def __init__(self, app: ASGIApp, keys: Sequence[SecretStr], answer: ErrorHandler) -> None:
+        self.app = app
+        self.check = KeyCheck(keys)
+        self.answer = answer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and PREDICTION_PATH.match(scope["path"]):
+            error = self.check.refusal(scope["headers"])
+            if error is not None:
+                response = await self.answer(Request(scope, receive, send), error)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class BodyDeadline:
@@ -161,13 +190,16 @@ class _BodyRead:
 
 
 class DocsHeaders:
-    """`/docs` and `/redoc` are HTML: no sniffing, no framing, no referrer (`/` sets its own)."""
+    """`/docs` and its files: the policy above, no sniffing, no framing, no referrer.
+
+    (`/` and `/web/*` set their own, in `service.api.web`.)
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] not in DOCS_PATHS:
+        if scope["type"] != "http" or not scope["path"].startswith(DOCS_PREFIX):
             await self.app(scope, receive, send)
             return
 
@@ -179,10 +211,9 @@ class DocsHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def _presented_keys(scope: Scope) -> list[bytes]:
-    """Raw header bytes, compared as bytes: no decoding a caller could play with."""
+def _presented_keys(headers: Iterable[tuple[bytes, bytes]]) -> list[bytes]:
     keys: list[bytes] = []
-    for name, value in scope["headers"]:
+    for name, value in headers:
         if name == b"authorization":
             scheme, _, token = value.partition(b" ")
             if scheme.lower() == b"bearer" and token.strip():

@@ -10,16 +10,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import errno
 import json
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -35,8 +39,14 @@ APP = "service.app:app_from_env"
 # sysexits.h EX_TEMPFAIL: a temporary failure, worth retrying. Not 1 (an unhandled exception),
 # 2 (bad usage) or 3 (uvicorn's start-up failure), and below the 128+N of a death by signal.
 DRAIN_CUT_SHORT = 75
+# prometheus-client's own variable: where each worker writes its metrics, for any to report all.
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 logger = logging.getLogger(__name__)
+
+# Other servers of this process (the gRPC one, service.api.grpc_v2) register how to drain here:
+# on SIGTERM they stop taking calls and finish theirs within the same grace period as HTTP.
+DRAINS: list[Callable[[], Awaitable[None]]] = []
 
 
 def _json_response(status: HTTPStatus, body: dict[str, str]) -> tuple[bytes, bytes]:
@@ -182,12 +192,14 @@ class ServiceServer(uvicorn.Server):
             self._captured_signals.clear()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        """uvicorn's shutdown, with `_cut_off` where uvicorn cancels the requests still running."""
+        """uvicorn's shutdown, with `_cut_off` where uvicorn cancels the requests still running,
+        and the other servers of the process (`DRAINS`) draining at the same time."""
         logger.info("Shutting down")
         for server in self.servers:
             server.close()
         for sock in sockets or []:
             sock.close()
+        others = [asyncio.ensure_future(drain()) for drain in DRAINS]
         for connection in list(self.server_state.connections):
             connection.shutdown()
         await asyncio.sleep(0.1)
@@ -196,6 +208,8 @@ class ServiceServer(uvicorn.Server):
                 self._wait_tasks_to_complete(), timeout=self.config.timeout_graceful_shutdown
             )
         self._cut_off()
+        if others:
+            await asyncio.gather(*others, return_exceptions=True)
         if not self.force_exit:
             await self.lifespan.shutdown()
 
@@ -273,6 +287,56 @@ def die_with_parent() -> None:
         raise SystemExit(0)
 
 
+@contextlib.contextmanager
+def metrics_directory() -> Iterator[Path]:
+    """The workers' metrics directory, in the environment they inherit, for the block's duration.
+
+    `PROMETHEUS_MULTIPROC_DIR` if the operator set it (created if missing), else a private
+    temporary directory, removed at the end. prometheus-client's files (`*.db`) found there are
+    a previous run's counts and are deleted first; nothing else in the directory is touched.
+    """
+    configured = os.environ.get(METRICS_DIR_ENV)
+    if configured:
+        path = Path(configured).resolve()
+        try:
+            _empty_metrics_directory(path)
+        except OSError as exc:
+            # The operator's setting: one line and uvicorn's start-up failure, no traceback.
+            logger.error("%s=%s unusable: %s", METRICS_DIR_ENV, configured, exc.strerror or exc)
+            raise SystemExit(STARTUP_FAILURE) from exc
+    else:
+        path = Path(tempfile.mkdtemp(prefix="predict-metrics-"))
+    os.environ[METRICS_DIR_ENV] = str(path)
+    try:
+        yield path
+    finally:
+        if configured:
+            os.environ[METRICS_DIR_ENV] = configured
+        else:
+            os.environ.pop(METRICS_DIR_ENV, None)
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _empty_metrics_directory(path: Path) -> None:
+    """Create `path` if missing, check it writable, and delete prometheus-client's files in it."""
+    path.mkdir(parents=True, exist_ok=True)
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, "not writable")
+    for stale in path.glob("*.db"):
+        if stale.is_file():
+            stale.unlink()
+
+
+def drop_metrics_directory() -> None:
+    """One worker has nothing to merge: its metrics stay in memory, at in-memory speed.
+
+    Called before prometheus-client is imported, which picks its mode from the environment.
+    """
+    for name in (METRICS_DIR_ENV, METRICS_DIR_ENV.lower()):  # the lower case is deprecated
+        if os.environ.pop(name, None) is not None:
+            logger.info("one worker: %s is not used, metrics stay in memory", name)
+
+
 class WorkerProcess(Process):
     """One worker: tied to the supervisor's life, serving with `ServiceServer`."""
 
@@ -299,12 +363,20 @@ class WorkerProcess(Process):
 class Supervisor(Multiprocess):
     """uvicorn's supervisor, starting `WorkerProcess`es; its exit code sums up the workers'.
 
+    It also keeps the workers' metrics directory (`metrics_directory`): set up before the first
+    worker starts, and each worker that ends marked dead there, so `/metrics` from any worker
+    sums them all without the dead ones' live gauges.
+
     uvicorn names its worker class inside four methods, so those four are uvicorn's code again
     with `WorkerProcess`; tests/reliability/test_workers.py fails if uvicorn starts workers in
     any other method.
     """
 
     config: ServiceConfig
+
+    def __init__(self, config: ServiceConfig, sockets: list[socket.socket]) -> None:
+        super().__init__(config, sockets)
+        self.metrics_dir: Path | None = None
 
     @property
     def exit_code(self) -> int:
@@ -314,6 +386,13 @@ class Supervisor(Multiprocess):
             if code in codes:
                 return code
         return 0
+
+    def run(self) -> None:
+        """uvicorn's loop, inside the workers' metrics directory; the last workers marked dead."""
+        with metrics_directory() as self.metrics_dir:
+            super().run()
+            for process in self.processes:
+                self._forget(process)
 
     def init_processes(self) -> None:
         for _ in range(self.processes_num):
@@ -329,6 +408,7 @@ class Supervisor(Multiprocess):
             if not new_process.wait_until_ready(timeout, self.should_exit):
                 new_process.kill()
                 new_process.join()
+                self._forget(new_process)
                 if not self.should_exit.is_set():
                     logger.error(
                         "new worker [%s] not ready in time: keeping worker [%s], restart aborted",
@@ -338,6 +418,7 @@ class Supervisor(Multiprocess):
                 return
             old_process.terminate()
             old_process.join()
+            self._forget(old_process)
             self.processes[idx] = new_process
 
     def keep_subprocess_alive(self) -> None:
@@ -348,6 +429,7 @@ class Supervisor(Multiprocess):
                 continue
             process.kill()  # hung: kill it
             process.join()
+            self._forget(process)
             if process.exitcode == STARTUP_FAILURE:
                 # Broken app, socket or settings: every restart would fail the same way.
                 logger.error("worker [%s] failed to start: stopping", process.pid)
@@ -362,6 +444,28 @@ class Supervisor(Multiprocess):
         logger.info("Received SIGTTIN: one more worker")
         self.processes_num += 1
         self.processes.append(self._start_worker())
+
+    def handle_ttou(self) -> None:
+        """SIGTTOU: one worker fewer (uvicorn's, with the retired worker marked dead)."""
+        if self.processes_num <= 1:
+            logger.info("Received SIGTTOU: already down to one worker")
+            return
+        logger.info("Received SIGTTOU: one worker fewer")
+        self.processes_num -= 1
+        process = self.processes.pop()
+        process.terminate()
+        process.join()
+        self._forget(process)
+
+    def _forget(self, process: Process) -> None:
+        """After a worker ended: its live gauges leave the sums; its counters stay in them."""
+        if self.metrics_dir is None or process.pid is None:
+            return
+        # Imported only here: prometheus-client picks its mode at import, from the environment,
+        # and a one-worker server imports this module before it drops the directory. Untyped.
+        from prometheus_client.multiprocess import mark_process_dead
+
+        mark_process_dead(process.pid, str(self.metrics_dir))  # type: ignore[no-untyped-call]
 
     def _start_worker(self) -> WorkerProcess:
         process = WorkerProcess(self.config, self.sockets)

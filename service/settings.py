@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     models_dir: Path = Path("models")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    # The Open Inference Protocol over gRPC (service.api.grpc_v2), on the same host; 0: off.
+    grpc_port: int = Field(default=8001, ge=0, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
     ort_threads: int = Field(default=1, ge=0, le=64)
     max_batch_records: int = Field(default=10_000, ge=1)
@@ -43,6 +45,10 @@ class Settings(BaseSettings):
     # A version must load and pass its self-check within this long, else it is refused; other
     # tasks never wait for it.
     load_timeout_seconds: float = Field(default=LOAD_TIMEOUT_SECONDS, gt=0.0)
+    # Drift (GET /v1/models/{task}/drift): a feature's PSI from `drift_watch` up is "watch",
+    # from `drift_alert` up "drifted".
+    drift_watch: float = Field(default=0.1, gt=0.0)
+    drift_alert: float = Field(default=0.25, gt=0.0)
 
     @property
     def json_body_limit(self) -> int:

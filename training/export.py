@@ -24,6 +24,7 @@ from service.manifest import (
     Baseline,
     CrossValidation,
     DataInfo,
+    Distribution,
     Evaluation,
     Example,
     Feature,
@@ -34,6 +35,7 @@ from service.manifest import (
 )
 from training.converters import register_converters
 from training.data import missing_mask
+from training.distributions import feature_distribution, prediction_distribution, reference_value
 from training.pipeline import imputed_values
 from training.spec import FeatureSpec, SpecError, TaskSpec
 
@@ -81,6 +83,7 @@ class ExportInputs:
     check_X: pd.DataFrame
     baselines: list[Baseline] = field(default_factory=list)
     cross_validation: CrossValidation | None = None
+    sample_X: pd.DataFrame | None = None  # the features of the metrics' sample (drift reference)
 
 
 def export_model(
@@ -126,6 +129,7 @@ def export_model(
         data=run.data,
         parity_max_abs_diff=max_diff,
         examples=examples(session, spec, example_rows(spec, run.check_X)),
+        prediction_distribution=_predictions(pipeline, spec, run.sample_X),
         na_values=list(spec.na_values),
         library_versions=library_versions(),
         params=run.params,
@@ -285,7 +289,8 @@ def library_versions() -> dict[str, str]:
 
 def _manifest_features(spec: TaskSpec, pipeline: Pipeline, train_X: pd.DataFrame) -> list[Feature]:
     """Each feature as the manifest records it, with what the training rows showed: the range,
-    the share of missing values, and the value the imputer learned (nullable features)."""
+    the share of missing values, the value the imputer learned (nullable features), the
+    distribution over bins (drift) and the reference value (explanations)."""
     learned = imputed_values(pipeline)
     rates = missing_mask(spec, train_X).mean()
     features = []
@@ -295,8 +300,26 @@ def _manifest_features(spec: TaskSpec, pipeline: Pipeline, train_X: pd.DataFrame
             column = train_X[feature.name].astype(np.float64)
             low, high = float(column.min()), float(column.max())
         value = learned.get(feature.name) if feature.nullable else None
-        features.append(feature.to_manifest(low, high, value, float(rates[feature.name])))
+        described = feature.to_manifest(low, high, value, float(rates[feature.name]))
+        features.append(
+            described.model_copy(
+                update={
+                    "distribution": feature_distribution(feature, train_X[feature.name]),
+                    "reference": reference_value(feature, train_X[feature.name]),
+                }
+            )
+        )
     return features
+
+
+def _predictions(pipeline: Pipeline, spec: TaskSpec, X: pd.DataFrame | None) -> Distribution | None:
+    """The predictions' distribution on the metrics' sample, what drift compares answers with."""
+    if X is None or len(X) == 0:
+        return None
+    probabilities = np.asarray(pipeline.predict_proba(X), dtype=np.float64)
+    labels = list(spec.target.labels)
+    positive = labels.index(spec.target.positive) if spec.target.positive is not None else None
+    return prediction_distribution(probabilities, labels, positive)
 
 
 def json_scalar(kind: str, value: Any) -> Scalar:

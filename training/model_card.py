@@ -198,10 +198,11 @@ def _split(data: DataInfo) -> str:
 
 
 def _features(features: Iterable[Feature]) -> str:
-    header = ["Feature", "Type", "Unit", "Domain", "Seen in training", "Description"]
+    header = ["Feature", "Label", "Type", "Unit", "Domain", "Seen in training", "Description"]
     rows = [
         (
             f"`{f.name}`",
+            f.label,
             f"{f.type} (as splines)" if f.transform == "spline" else f.type,
             f.unit or "",
             _domain(f),
@@ -210,7 +211,8 @@ def _features(features: Iterable[Feature]) -> str:
         )
         for f in features
     ]
-    return "## Features\n\nIn input order (the ONNX input names):\n\n" + _table(header, rows)
+    intro = "In input order (the ONNX input names), each with the label the web page shows:"
+    return f"## Features\n\n{intro}\n\n" + _table(header, rows)
 
 
 def _missing_values(manifest: Manifest) -> str:
@@ -218,10 +220,11 @@ def _missing_values(manifest: Manifest) -> str:
     nullable = [f for f in manifest.features if f.nullable]
     if not nullable:
         return ""
-    header = ["Feature", "Rule", "Value used", "Indicator input", "Missing in training"]
+    header = ["Feature", "Label", "Rule", "Value used", "Indicator input", "Missing in training"]
     rows = [
         (
             f"`{f.name}`",
+            f.label,
             f"`{f.impute}`",
             f"`{imputed_text(f)}`",
             "yes" if f.missing_indicator else "no",

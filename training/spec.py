@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import tomllib
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -25,7 +26,14 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from service.manifest import DEFAULT_NA_VALUES, Feature, FeatureType, ImputeRule, Transform
+from service.manifest import (
+    DEFAULT_NA_VALUES,
+    Feature,
+    FeatureType,
+    ImputeRule,
+    Transform,
+    default_label,
+)
 
 TASKS_DIR = Path(__file__).parent / "tasks"
 
@@ -45,6 +53,10 @@ ImputeChoice = Literal["median", "mean", "most_frequent", "constant", "none"]
 FillValue = bool | int | float | str
 # The keys of a feature that a [defaults] table may set for it.
 DEFAULT_KEYS = ("impute", "fill_value", "missing_indicator")
+# A display label is a form label, a table cell and an API docs title: one short line.
+LABEL_MAX_CHARS = 60
+# Unicode categories that break a line or are invisible controls (tab, newline, NUL, U+2028).
+_NOT_IN_A_LINE = frozenset({"Cc", "Zl", "Zp"})
 
 
 def _snake(hint: str) -> AfterValidator:
@@ -87,6 +99,8 @@ class FeatureSpec(_Spec):
     type: FeatureType
     unit: str = ""
     description: str = ""
+    # The display label (web form, model card, API docs); by default one made from the name.
+    label: str | None = None
     min: float | None = Field(default=None, allow_inf_nan=False)
     max: float | None = Field(default=None, allow_inf_nan=False)
     categories: tuple[str, ...] | None = None
@@ -95,6 +109,26 @@ class FeatureSpec(_Spec):
     fill_value: FillValue | None = Field(default=None, validate_default=True)
     missing_indicator: bool = False
     transform: Transform = "standard"
+
+    @field_validator("label")
+    @classmethod
+    def _short_line(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        text = value.strip()
+        if not text:
+            raise ValueError("a label is a short text; leave the key out for the default")
+        if any(unicodedata.category(char) in _NOT_IN_A_LINE for char in text):
+            raise ValueError(
+                "a label is one line, without line breaks, tabs or control characters "
+                "(longer text goes in `description`)"
+            )
+        if len(text) > LABEL_MAX_CHARS:
+            raise ValueError(
+                f"a label is at most {LABEL_MAX_CHARS} characters, this one has {len(text)} "
+                "(longer text goes in `description`)"
+            )
+        return text
 
     @field_validator("categories")
     @classmethod
@@ -163,6 +197,11 @@ class FeatureSpec(_Spec):
     def nullable(self) -> bool:
         return self.rule is not None
 
+    @property
+    def display_label(self) -> str:
+        """The spec's `label`, or the default made from the name and unit."""
+        return self.label or default_label(self.name, self.unit)
+
     @model_validator(mode="after")
     def _domain_fits_type(self) -> FeatureSpec:
         if self.type == "category":
@@ -192,6 +231,7 @@ class FeatureSpec(_Spec):
         return Feature(
             name=self.name,
             type=self.type,
+            label=self.display_label,
             unit=self.unit,
             description=self.description,
             min=self.min,

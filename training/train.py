@@ -214,6 +214,7 @@ def _publish(
                     params=run.params,
                     train_X=run.learn.X,
                     check_X=splits.test.X,
+                    sample_X=primary_data.X,
                     baselines=run.baselines,
                     cross_validation=run.cross_validation,
                 ),

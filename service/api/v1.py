@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import iterate_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
+from service import explanations
 from service.api.context import AppContext, context, json_response, media_kind, read_body
 from service.codecs import Result, csv, v1_json
 from service.model import LoadedModel
@@ -34,7 +35,8 @@ async def describe_model(task: str, request: Request) -> Response:
 
 
 async def predict(request: Request) -> Response:
-    """Predict JSON `{"records": [...]}` or a CSV (answered in kind), checked against the manifest.
+    """Predict JSON `{"records": [...]}` or a CSV (answered in kind), checked against the manifest;
+    `?explain=true` adds each feature's contribution (`service.explanations`).
 
     `async def` on purpose: for small bodies the thread-pool hop of a `def` route costs more than
     the inference; big ones take the app's lane (`service.api.context`): a worker thread, one at a
@@ -48,24 +50,33 @@ async def predict(request: Request) -> Response:
     model = ctx.registry.get(task)
     request.state.model, request.state.version = model.name, model.version
     kind = media_kind(request)
+    query: bytes = request.scope["query_string"]
+    explain = explanations.query_flag(query) if query else False
     limit = ctx.settings.max_body_bytes if kind == "csv" else ctx.settings.json_body_limit
     body = await read_body(request, limit)
     if kind == "csv":
-        return await _predict_csv(ctx, request, model, body)
+        return await _predict_csv(ctx, request, model, body, explain)
     limit = ctx.settings.max_batch_records
     answer = await ctx.lane.run_sized(
-        len(body), v1_json.answer, model, body, limit, request.state.request_id, _counter(request)
+        _explained_size(body, model) if explain else len(body),
+        v1_json.answer,
+        model,
+        body,
+        limit,
+        request.state.request_id,
+        _counter(request),
+        explain,
     )
     _observe(ctx, model, answer.result)
     return Response(answer.body, media_type="application/json")
 
 
 async def _predict_csv(
-    ctx: AppContext, request: Request, model: LoadedModel, body: bytes
+    ctx: AppContext, request: Request, model: LoadedModel, body: bytes, explain: bool
 ) -> Response:
-    table, output = await ctx.lane.run_sized(
-        len(body), csv.answer, model, body, ctx.settings.max_batch_records
-    )
+    size = _explained_size(body, model) if explain else len(body)
+    limit = ctx.settings.max_batch_records
+    table, output = await ctx.lane.run_sized(size, csv.answer, model, body, limit, explain)
     request.state.records = table.size
     for part in table.parts:
         _observe(ctx, model, part, count_records=False)
@@ -79,6 +90,11 @@ async def _predict_csv(
 
 # Plain routes do not get the router's prefix, so the full path is given.
 router.add_route(PREDICT_ROUTE, predict, methods=["POST"], include_in_schema=False)
+
+
+def _explained_size(body: bytes, model: LoadedModel) -> int:
+    """The work of an explained body, for the lane: each record runs once per feature, and once."""
+    return len(body) * (len(model.manifest.features) + 1)
 
 
 def _counter(request: Request) -> Callable[[int], None]:
@@ -96,6 +112,4 @@ def _observe(
     if count_records:
         ctx.metrics.observe_records(PREDICT_ROUTE, model.name, result.batch.size)
     batch = result.batch
-    ctx.metrics.observe_predictions(
-        model, result.prediction.classes, batch.out_of_range, batch.imputed
-    )
+    ctx.metrics.observe_predictions(model, batch, result.prediction, result.drift)

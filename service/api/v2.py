@@ -11,7 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from service.api.context import context, json_response, media_kind, read_body
+from service.api.context import INLINE_BYTES, context, json_response, media_kind, read_body
 from service.codecs import v2
 from service.errors import BadTensor, VersionNotFound
 from service.model import LoadedModel
@@ -79,11 +79,12 @@ async def infer(request: Request) -> Response:
     media_kind(request, ("json",), default="json")
     body = await read_body(request, ctx.settings.json_body_limit)
     limit = ctx.settings.max_batch_records
-    answer = await ctx.lane.run_sized(len(body), v2.answer, model, body, limit)
+    size = v2.work_size(body, model, INLINE_BYTES)
+    answer = await ctx.lane.run_sized(size, v2.answer, model, body, limit)
     request.state.records = answer.result.batch.size
     ctx.metrics.observe_records(INFER_ROUTE, model.name, answer.result.batch.size)
     prediction, batch = answer.result.prediction, answer.result.batch
-    ctx.metrics.observe_predictions(model, prediction.classes, batch.out_of_range, batch.imputed)
+    ctx.metrics.observe_predictions(model, batch, prediction)
     return Response(answer.body, media_type="application/json")
 
 

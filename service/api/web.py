@@ -25,11 +25,23 @@ PLOTS: dict[str, str] = {
     "calibration.png": "Calibration: predicted probability against observed frequency",
 }
 REPORT_FOLDER = "report"
+# What the card shows of every feature, and of each one that may be missing.
+CARD_FEATURE_FIELDS = {"name", "label", "type", "unit", "min", "max", "categories"}
+CARD_NULLABLE_FIELDS = {
+    "name",
+    "label",
+    "type",
+    "unit",
+    "impute",
+    "impute_value",
+    "train_missing_rate",
+}
 
 
 def model_card(model: LoadedModel) -> dict[str, Any]:
-    """Version, provenance, threshold, the features that may be missing (how each is imputed,
-    how often it was missing in training), metrics (and the Bayes-optimal ones) and the plots."""
+    """Version, provenance, threshold, the features (display label beside the name), those that
+    may be missing (how each is imputed, how often it was missing in training), metrics (and the
+    Bayes-optimal ones) and the plots."""
     manifest = model.manifest
     return {
         "name": manifest.name,
@@ -50,11 +62,11 @@ def model_card(model: LoadedModel) -> dict[str, Any]:
             manifest.holdout_metrics.model_dump(mode="json") if manifest.holdout_metrics else None
         ),
         "parity_max_abs_diff": manifest.parity_max_abs_diff,
+        "features": [
+            f.model_dump(mode="json", include=CARD_FEATURE_FIELDS) for f in manifest.features
+        ],
         "nullable": [
-            f.model_dump(
-                mode="json",
-                include={"name", "type", "unit", "impute", "impute_value", "train_missing_rate"},
-            )
+            f.model_dump(mode="json", include=CARD_NULLABLE_FIELDS)
             for f in manifest.features
             if f.nullable
         ],

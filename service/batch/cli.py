@@ -148,9 +148,9 @@ def score_file(folder: Path, args: argparse.Namespace) -> Summary:
         # (no size) is read in this process: workers read their blocks from the file itself.
         workers = args.workers if size is not None and size > args.block_bytes else 1
         handoff = _handoff(source, workers, args.block_bytes)
-        with _pool(folder, header, workers, handoff) as pool:
+        with _pool(folder, header, workers, handoff, args.explain) as pool:
             try:
-                scorer = BlockScorer(_load(folder), header)
+                scorer = BlockScorer(_load(folder), header, args.explain)
             except InvalidInput as exc:
                 raise ScoreError(f"{args.input}: {exc}") from exc
             output.write(scorer.header())
@@ -219,7 +219,7 @@ def score_parquet(folder: Path, args: argparse.Namespace) -> Summary:
     with file, _Output(args.output) as output, _ErrorReport(args.errors) as report:
         try:
             parquet.arrow_layout(_manifest(folder), file.schema_arrow)  # before loading the model
-            scorer = parquet.ArrowScorer(_load(folder), file.schema_arrow)
+            scorer = parquet.ArrowScorer(_load(folder), file.schema_arrow, args.explain)
         except InvalidInput as exc:
             raise ScoreError(f"{args.input}: {exc}") from exc
         with parquet.writing(output.stream, scorer.schema) as writer:
@@ -306,7 +306,7 @@ def _in_flight(workers: int) -> int:
 
 @contextlib.contextmanager
 def _pool(
-    folder: Path, header: list[str], workers: int, handoff: Handoff | None
+    folder: Path, header: list[str], workers: int, handoff: Handoff | None, explain: bool = False
 ) -> Iterator[ProcessPoolExecutor | None]:
     """Worker processes, forked at once: before this process imports more or builds its own
     onnxruntime session, so each starts in milliseconds with nothing of onnxruntime's inherited.
@@ -317,7 +317,7 @@ def _pool(
         yield None
         return
     with ProcessPoolExecutor(
-        workers, get_context("fork"), _start_worker, (folder, header, handoff)
+        workers, get_context("fork"), _start_worker, (folder, header, handoff, explain)
     ) as pool:
         pool.submit(int)  # with fork, the first task starts every worker
         yield pool
@@ -391,7 +391,7 @@ _WORKER: BlockScorer | Exception | None = None
 _HANDOFF: Handoff | None = None
 
 
-def _start_worker(folder: Path, header: list[str], handoff: Handoff) -> None:
+def _start_worker(folder: Path, header: list[str], handoff: Handoff, explain: bool) -> None:
     """Each worker process loads (and self-checks) its own copy of the model.
 
     A failure is kept for the first block rather than raised here (which would print a
@@ -400,7 +400,7 @@ def _start_worker(folder: Path, header: list[str], handoff: Handoff) -> None:
     global _WORKER, _HANDOFF
     _HANDOFF = handoff
     try:
-        _WORKER = BlockScorer(load_model(folder, threads=1), header)
+        _WORKER = BlockScorer(load_model(folder, threads=1), header, explain)
     except Exception as exc:
         _WORKER = exc
 
@@ -601,6 +601,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--errors", type=Path, help="write row errors to this CSV, not stderr")
     parser.add_argument("--strict", action="store_true", help="stop at the first bad row")
+    parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="add contribution_<feature> columns: the change in P(positive label) (multi-class: "
+        "P(predicted label)) when the feature is set to its training reference value",
+    )
     parser.add_argument("--models", type=Path, default=Path("models"), help="registry folder")
     parser.add_argument(
         "--workers",

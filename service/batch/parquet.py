@@ -47,8 +47,9 @@ from service.codecs.csv import (
 from service.codecs.csv_blocks import joined_flags
 from service.codecs.probabilities import FLAG_SEPARATOR, rounded
 from service.errors import InvalidInput, Problem
+from service.explanations import Explained, check_explainable, explain
 from service.manifest import Feature, Manifest
-from service.model import LoadedModel
+from service.model import LoadedModel, Prediction
 from service.validation import Batch, Mask, ValuesInvalid
 
 BATCH_ROWS = 65_536  # rows per record batch read: about a CSV block's worth of churn rows
@@ -130,12 +131,16 @@ def arrow_layout(manifest: Manifest, schema: Arrow) -> Layout:
 class ArrowScorer:
     """Scores record batches of one schema with one model; immutable, so threads can share it."""
 
-    def __init__(self, model: LoadedModel, schema: Arrow) -> None:
+    def __init__(self, model: LoadedModel, schema: Arrow, explain: bool = False) -> None:
         self.model = model
+        self.explain = explain
+        if explain:
+            check_explainable(model)
         self.table = arrow_layout(model.manifest, schema)
-        names = prediction_header(model, {name.strip().lower() for name in schema.names})
+        names = prediction_header(model, {name.strip().lower() for name in schema.names}, explain)
         flags = [pa.string()] * (2 if imputes(model) else 1)  # out_of_range (and imputed)
         kinds = [pa.string(), *[pa.float64()] * (1 + len(model.manifest.labels)), *flags]
+        kinds += [pa.float64()] * (len(model.manifest.features) if explain else 0)
         self.schema: Arrow = schema
         for name, kind in zip(names, kinds, strict=True):
             self.schema = self.schema.append(pa.field(name, kind))
@@ -246,9 +251,11 @@ class ArrowScorer:
         return Problem(problem.index, header, problem.msg, problem.type, problem.input)
 
     def _appended(self, parts: list[Batch]) -> list[Arrow]:
-        """label, probability, p_<label>..., out_of_range (and imputed) for the good rows, in
-        order; the probabilities rounded as the CSV cells are, kept as numbers."""
-        predictions = [self.model.predict(part) for part in parts]
+        """label, probability, p_<label>..., out_of_range (and imputed, and with `explain` the
+        contributions) for the good rows, in order; the probabilities and contributions rounded
+        as the CSV cells are, kept as numbers."""
+        predict = partial(explain, self.model) if self.explain else self.model.predict
+        predictions = [predict(part) for part in parts]
         labels = len(self.model.manifest.labels)
         probabilities = np.concatenate(
             [p.probabilities for p in predictions] or [np.empty((0, labels), np.float32)]
@@ -261,7 +268,17 @@ class ArrowScorer:
         else:
             chosen = pa.array(values[np.arange(len(values)), classes])
         flags = [_flags(parts), *([_imputed(parts)] if imputes(self.model) else [])]
-        return [pc.take(self._labels, pa.array(classes)), chosen, *columns, *flags]
+        appended = [pc.take(self._labels, pa.array(classes)), chosen, *columns, *flags]
+        if self.explain:
+            appended += _contributions(predictions, len(self.model.manifest.features))
+        return appended
+
+
+def _contributions(predictions: list[Prediction], width: int) -> list[Arrow]:
+    """One float64 column per feature: the contributions, rounded as the CSV cells are."""
+    values = [p.contributions for p in predictions if isinstance(p, Explained)]
+    matrix = rounded(np.concatenate(values or [np.empty((0, width))])) + 0.0  # no -0.0
+    return [pa.array(np.ascontiguousarray(column)) for column in matrix.T]
 
 
 def _kept(batch: Arrow, rows: list[int]) -> Arrow:

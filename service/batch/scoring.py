@@ -27,7 +27,8 @@ from service.codecs.csv import (
 )
 from service.codecs.csv_blocks import scored_lines, writable
 from service.errors import InvalidInput, Problem
-from service.model import LoadedModel
+from service.explanations import check_explainable, explain
+from service.model import LoadedModel, Prediction
 from service.validation import Batch
 
 # When a block fails, its rows are retried in groups this large, so one bad row costs the re-check
@@ -77,18 +78,23 @@ class BlockResult:
 
 
 class BlockScorer:
-    """Scores blocks of one CSV file (one header) with one model; built once per process."""
+    """Scores blocks of one CSV file (one header) with one model; built once per process. With
+    `explain`, each row also gets its contributions (`service.explanations`)."""
 
-    def __init__(self, model: LoadedModel, header: list[str]) -> None:
+    def __init__(self, model: LoadedModel, header: list[str], explain: bool = False) -> None:
         self.model = model
         self.table: Layout = layout(model.manifest, header)
+        self.explain = explain
+        if explain:
+            check_explainable(model)
         self._plain_labels = plain_labels(model)
         self._byte_lines = self._plain_labels and writable(model)
 
     def header(self) -> bytes:
         """The caller's header plus the prediction columns, named as the v1 CSV endpoint does."""
         taken = {name.strip().lower() for name in self.table.header}
-        return encode_rows([self.table.header + prediction_header(self.model, taken)])
+        appended = prediction_header(self.model, taken, self.explain)
+        return encode_rows([self.table.header + appended])
 
     def score(self, block: bytes) -> BlockResult:
         """Check and predict every record of `block`; bad rows are reported, not written."""
@@ -122,12 +128,15 @@ class BlockScorer:
         batch = batch_from_block(self.model.validator, self.table, split)
         if batch is None:
             return None
-        output = scored_lines(split, self.model, batch, self.model.predict(batch))
+        output = scored_lines(split, self.model, batch, self._predict(batch))
         return BlockResult(output, batch.size, [])
 
     def _extras(self, batch: Batch) -> list[list[str]]:
         """The prediction columns as text: label, probability, p_<label>..., out_of_range."""
-        return prediction_columns(self.model, batch, self.model.predict(batch))
+        return prediction_columns(self.model, batch, self._predict(batch))
+
+    def _predict(self, batch: Batch) -> Prediction:
+        return explain(self.model, batch) if self.explain else self.model.predict(batch)
 
     def _check(self, rows: list[list[str]]) -> tuple[list[tuple[list[int], Batch]], list[Problem]]:
         """The whole block in one check when it is clean; else group by group (`checked_parts`)."""

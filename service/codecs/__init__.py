@@ -10,6 +10,7 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 
+from service.drift import Codes
 from service.errors import MalformedBody
 from service.model import Prediction
 from service.validation import Batch, Validator
@@ -23,6 +24,8 @@ class Result:
 
     batch: Batch
     prediction: Prediction
+    # The records' drift bins, kept when the batch's inputs are dropped (a CSV chunk).
+    drift: Codes | None = None
 
 
 @dataclass(frozen=True)

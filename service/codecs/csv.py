@@ -28,8 +28,16 @@ import numpy as np
 import numpy.typing as npt
 
 from service.codecs import Result, csv_blocks
-from service.codecs.probabilities import FLAG_SEPARATOR, probability_text, rounded
+from service.codecs.probabilities import (
+    FLAG_SEPARATOR,
+    contribution_text,
+    probability_text,
+    rounded,
+)
+from service.drift import codes_for
 from service.errors import InvalidInput, MalformedBody, Problem
+from service.explanations import Explained, check, check_explainable
+from service.explanations import explain as explain_batch
 from service.manifest import MISSING_CATEGORY, Feature, Manifest, header_keys
 from service.model import LoadedModel, Prediction
 from service.validation import (
@@ -44,10 +52,10 @@ from service.validation import (
 )
 
 
-def prediction_header(model: LoadedModel, taken: set[str]) -> list[str]:
-    """CSV columns appended to the caller's: label, probability, p_<label>..., out_of_range, and
+def prediction_header(model: LoadedModel, taken: set[str], explain: bool = False) -> list[str]:
+    """CSV columns appended to the caller's: label, probability, p_<label>..., out_of_range,
     imputed for a model with nullable features (one without cannot impute, so its answer keeps
-    the columns it always had).
+    the columns it always had), then with `explain` contribution_<feature> for each feature.
 
     If the caller's header already uses one of those names (case-insensitively), every appended
     column is prefixed with `predicted_` so no column is ever ambiguous.
@@ -58,10 +66,16 @@ def prediction_header(model: LoadedModel, taken: set[str]) -> list[str]:
         *(f"p_{label}" for label in model.manifest.labels),
         "out_of_range",
         *(["imputed"] if imputes(model) else []),
+        *(contribution_names(model) if explain else []),
     ]
     if taken & {name.lower() for name in names}:
         names = [f"predicted_{name}" for name in names]
     return names
+
+
+def contribution_names(model: LoadedModel) -> list[str]:
+    """The explanation's columns: contribution_<feature>, in the model's input order."""
+    return [f"contribution_{feature.name}" for feature in model.manifest.features]
 
 
 def imputes(model: LoadedModel) -> bool:
@@ -70,9 +84,9 @@ def imputes(model: LoadedModel) -> bool:
 
 
 def prediction_columns(model: LoadedModel, batch: Batch, prediction: Prediction) -> list[list[str]]:
-    """The appended CSV cells by column (label, probability, p_<label>..., out_of_range and
-    perhaps imputed), each formatted in one call; a binary model's probability is its positive
-    column's text, reused.
+    """The appended CSV cells by column (label, probability, p_<label>..., out_of_range,
+    perhaps imputed, and for an explained prediction the contributions), each formatted in one
+    call; a binary model's probability is its positive column's text, reused.
     """
     values = rounded(prediction.probabilities)
     columns = [probability_text(column) for column in values.T]
@@ -84,11 +98,13 @@ def prediction_columns(model: LoadedModel, batch: Batch, prediction: Prediction)
     flags = [""] * len(labels)  # then only the records with flags are joined
     for row, names in batch.flagged():
         flags[row] = FLAG_SEPARATOR.join(names)
-    if not imputes(model):
-        return [labels, chosen, *columns, flags]
-    texts, index = csv_blocks.joined_flags(batch.imputed, batch.size)
-    imputed: list[str] = np.asarray(texts, dtype=object)[index].tolist()
-    return [labels, chosen, *columns, flags, imputed]
+    appended = [labels, chosen, *columns, flags]
+    if imputes(model):
+        texts, index = csv_blocks.joined_flags(batch.imputed, batch.size)
+        appended.append(np.asarray(texts, dtype=object)[index].tolist())
+    if isinstance(prediction, Explained):
+        appended += [contribution_text(column) for column in prediction.contributions.T]
+    return appended
 
 
 def prediction_cells(model: LoadedModel, batch: Batch, prediction: Prediction) -> list[list[str]]:
@@ -441,6 +457,7 @@ class TableResult:
     chunk_rows: int
     reader: _Reader
     kept: list[Any] | None  # the chunk of a one-chunk table, so it is not read twice
+    explain: bool = False  # the parts are explained: contribution columns follow
 
     @property
     def size(self) -> int:
@@ -450,20 +467,26 @@ class TableResult:
         """The caller's rows with the prediction columns appended, one encoded chunk at a time;
         the body is read again, so memory holds one chunk of rows, not the whole answer."""
         taken = {name.strip().lower() for name in self.table.header}
-        yield encode_rows([self.table.header + prediction_header(self.model, taken)])
+        header = prediction_header(self.model, taken, self.explain)
+        yield encode_rows([self.table.header + header])
         chunks = self.kept or self.reader.chunks(self.body, self.table, self.chunk_rows)
         for part, chunk in zip(self.parts, chunks, strict=True):
             yield self.reader.scored(self.model, chunk, part)
 
 
-def answer(model: LoadedModel, body: bytes, chunk_rows: int) -> tuple[TableResult, bytes | None]:
+def answer(
+    model: LoadedModel, body: bytes, chunk_rows: int, explain: bool = False
+) -> tuple[TableResult, bytes | None]:
     """The checked and predicted table, and its whole answer when it is one chunk (else it is
-    streamed a chunk at a time, to keep memory bounded)."""
-    table = predict_table(model, body, chunk_rows)
+    streamed a chunk at a time, to keep memory bounded); with `explain`, the rows' explanations
+    too (at most `explanations.explain_limit` rows)."""
+    table = predict_table(model, body, chunk_rows, explain)
     return table, b"".join(table.output()) if len(table.parts) == 1 else None
 
 
-def predict_table(model: LoadedModel, body: bytes, chunk_rows: int) -> TableResult:
+def predict_table(
+    model: LoadedModel, body: bytes, chunk_rows: int, explain: bool = False
+) -> TableResult:
     """Check and predict a CSV a chunk at a time, keeping only the results.
 
     Two readers, one set of rules: the stdlib `csv` module reads small bodies and any body with
@@ -474,13 +497,17 @@ def predict_table(model: LoadedModel, body: bytes, chunk_rows: int) -> TableResu
     depend on the reader.
     """
     check_bounds(body)
+    if explain:
+        check_explainable(model)
     if len(body) >= BLOCKS_FROM_BYTES:
         with contextlib.suppress(_Doubt):
-            return _predicted(model, body, chunk_rows, _BLOCKS)
-    return _predicted(model, body, chunk_rows, _ROWS)
+            return _predicted(model, body, chunk_rows, _BLOCKS, explain)
+    return _predicted(model, body, chunk_rows, _ROWS, explain)
 
 
-def _predicted(model: LoadedModel, body: bytes, chunk_rows: int, reader: _Reader) -> TableResult:
+def _predicted(
+    model: LoadedModel, body: bytes, chunk_rows: int, reader: _Reader, explain: bool = False
+) -> TableResult:
     """Chunk by chunk; once a row is bad nothing more is predicted, but every later chunk is
     still checked, so the answer lists the first MAX_PROBLEMS problems of the whole body and
     counts every other."""
@@ -501,14 +528,18 @@ def _predicted(model: LoadedModel, body: bytes, chunk_rows: int, reader: _Reader
             continue
         if problems:
             continue
-        parts.append(Result(batch.without_inputs(), model.predict(batch)))
+        if explain:
+            check(model, index * chunk_rows + batch.size, chunk_rows)
+        prediction = explain_batch(model, batch) if explain else model.predict(batch)
+        drift = codes_for(model, batch, prediction)  # before the inputs go
+        parts.append(Result(batch.without_inputs(), prediction, drift))
         first = [chunk] if len(parts) == 1 else []
     if problems or not_listed:
         raise InvalidInput(problems, ROW_LOCATION, not_listed)
     if not parts:
         msg = "CSV has a header but no data rows"
         raise InvalidInput([Problem(None, None, msg, "too_short")], ("body", "rows"))
-    return TableResult(model, body, table, parts, chunk_rows, reader, first or None)
+    return TableResult(model, body, table, parts, chunk_rows, reader, first or None, explain)
 
 
 class _Doubt(Exception):

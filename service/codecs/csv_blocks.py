@@ -32,11 +32,13 @@ from service.codecs.probabilities import (
     SLICE_ROWS,
     Bytes,
     Sizes,
+    contribution_bytes,
     padded_rows,
     probability_bytes,
     rounded,
     side_by_side,
 )
+from service.explanations import Explained
 from service.model import LoadedModel, Prediction
 from service.validation import Batch, Mask, flag_patterns
 
@@ -432,9 +434,9 @@ def writable(model: LoadedModel) -> bool:
 
 
 def scored_lines(block: Block, model: LoadedModel, batch: Batch, prediction: Prediction) -> bytes:
-    """The block's lines with `,label,probability,p_<label>...,out_of_range` (and `,imputed` for
-    a model with nullable features) appended to each, and CRLF line ends (the model must be
-    `writable`).
+    """The block's lines with `,label,probability,p_<label>...,out_of_range` (then `,imputed` for
+    a model with nullable features, and `,contribution`s for an explained prediction) appended
+    to each, and CRLF line ends (the model must be `writable`).
     """
     columns, sizes, tails = prediction_bytes(model, prediction, batch)
     ends = block.line_ends
@@ -462,8 +464,9 @@ def prediction_bytes(
     model: LoadedModel, prediction: Prediction, batch: Batch
 ) -> tuple[list[Bytes], Sizes, Sizes]:
     """Each row's `,label,probability,p_<label>...,` (then `,imputed` for a model with nullable
-    features) and CRLF as columns of NUL-padded cells, its size, and the size of what follows
-    its (empty) out_of_range cell, where the flags of `batch.flagged()` go.
+    features, and `,contribution` per feature for an explained prediction) and CRLF as columns of
+    NUL-padded cells, its size, and the size of what follows its (empty) out_of_range cell,
+    where the flags of `batch.flagged()` go.
     """
     rows, columns = prediction.probabilities.shape
     flat, flat_sizes = probability_bytes(rounded(prediction.probabilities).ravel(), b",")
@@ -480,6 +483,8 @@ def prediction_bytes(
     parts = [table[prediction.classes], chosen, flat.reshape(rows, -1)]
     sizes = label_sizes[prediction.classes] + chosen_sizes
     sizes += cell_sizes @ np.ones(columns, dtype=np.int64)  # (a sum along rows is slower)
+    if isinstance(prediction, Explained):
+        return _explained_parts(model, prediction, batch, parts, sizes)
     if not model.validator.nullable:  # no imputed column
         parts.append(np.broadcast_to(LINE_END, (rows, len(LINE_END))))
         return parts, sizes + len(LINE_END), np.full(rows, len(CRLF), dtype=np.int64)
@@ -491,6 +496,25 @@ def prediction_bytes(
         padded_rows(imputed)[index],
         np.broadcast_to(CRLF, (rows, len(CRLF))),
     ]
+    return parts, sizes + len(COMMA_CELL) + tails, tails
+
+
+def _explained_parts(
+    model: LoadedModel, explained: Explained, batch: Batch, parts: list[Bytes], sizes: Sizes
+) -> tuple[list[Bytes], Sizes, Sizes]:
+    """`prediction_bytes` of an explained prediction: after the out_of_range cell, the imputed
+    cell (a model with nullable features) and one contribution cell per feature, then CRLF."""
+    rows, width = explained.contributions.shape
+    tails = np.full(rows, len(CRLF), dtype=np.int64)
+    parts.append(np.broadcast_to(COMMA_CELL, (rows, 1)))  # the out_of_range cell (flags after)
+    if model.validator.nullable:
+        texts, index = joined_flags(batch.imputed, rows)
+        imputed = [b"," + text.encode("utf-8") for text in texts]
+        tails += np.array(list(map(len, imputed)), dtype=np.int64)[index]
+        parts.append(padded_rows(imputed)[index])
+    flat, flat_sizes = contribution_bytes(explained.contributions.ravel(), b",")
+    parts += [flat.reshape(rows, -1), np.broadcast_to(CRLF, (rows, len(CRLF)))]
+    tails += flat_sizes.reshape(rows, width) @ np.ones(width, dtype=np.int64)
     return parts, sizes + len(COMMA_CELL) + tails, tails
 
 

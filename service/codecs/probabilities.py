@@ -23,7 +23,7 @@ Bytes = npt.NDArray[np.uint8]
 Sizes = npt.NDArray[np.int64]
 
 
-def rounded(values: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+def rounded(values: npt.NDArray[np.float32] | npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """Probabilities as written: float64, rounded to DECIMALS."""
     return values.astype(np.float64).round(DECIMALS)
 
@@ -133,3 +133,35 @@ def _last_nonzero(digits: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
     """
     exponents = (digits.astype(np.float64).view(np.int64) >> 52) - 1023
     return exponents >> 3
+
+
+MINUS = ord("-")
+
+
+def contribution_bytes(values: npt.NDArray[np.float64], prefix: bytes = b"") -> tuple[Bytes, Sizes]:
+    """Contributions (differences of probabilities, in [-1, 1]) rounded to DECIMALS, as fixed
+    point text after `prefix`, one NUL-padded row each, and their sizes: `0.0123`, `-0.5`, `0.0`
+    (never an exponent, never `-0.0`). A NUL stands where a positive value has no sign; every
+    writer drops NULs (`contribution_text`, the CSV block writer).
+    """
+    values = np.nan_to_num(np.clip(rounded(values), -1.0, 1.0)) + 0.0  # + 0.0: no -0.0
+    negative = values < 0
+    scaled = np.rint(np.abs(values) * 10**DECIMALS).astype(np.uint64)
+    units = scaled >= 10**DECIMALS
+    digits = _digit_word(scaled - units * np.uint64(10**DECIMALS))
+    kept = (_last_nonzero(digits) + 1).clip(2)
+    start = len(prefix)
+    data = np.zeros((len(values), start + 10), dtype=np.uint8)
+    data[:, :start] = np.frombuffer(prefix, dtype=np.uint8)
+    data[:, start] = negative * MINUS
+    data[:, start + 1] = ZERO + units
+    data[:, start + 2 : start + 10] = (
+        ((digits + POINT_DIGITS) & FIRST_BYTES[kept]).view(np.uint8).reshape(-1, 8)
+    )
+    return data, start + negative + 1 + kept
+
+
+def contribution_text(values: npt.NDArray[np.float64]) -> list[str]:
+    """Contributions as `contribution_bytes` writes them, as text (the CSV cells)."""
+    data, _ = contribution_bytes(np.ascontiguousarray(values, dtype=np.float64))
+    return [row.tobytes().replace(b"\0", b"").decode("ascii") for row in data]

@@ -10,6 +10,9 @@ string in a BYTES input too), or a required feature's problem. A model with null
 has a third output, `imputed` (BYTES [n]): per row the features imputed, joined by
 FLAG_SEPARATOR ("" for none), returned unless the request names other outputs only.
 
+The request parameter `"parameters": {"explain": true}` adds the output `explanation` (FP32
+[n, m], inputs in the model's order): each input's contribution (`service.explanations`).
+
 A refused request gets the protocol's `error` string, naming the first few problems, and the
 problems themselves (`BadTensor.problems`: input, element, rule, value), up to MAX_PROBLEMS."""
 
@@ -26,9 +29,11 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
+from service import explanations
 from service.codecs import Answer, PerVersion, Result, parse_json
 from service.codecs.probabilities import FLAG_SEPARATOR
 from service.errors import SUMMARY_PROBLEMS, BadTensor, Problem, TooManyRows, summary
+from service.explanations import Explained
 from service.manifest import MISSING_CATEGORY, Feature, Manifest
 from service.model import LoadedModel, Prediction
 from service.validation import (
@@ -51,6 +56,14 @@ FLOAT_TYPES = frozenset({"FP32", "FP64"})
 INTEGER: frozenset[type] = frozenset({int})  # what orjson makes of a JSON integer
 OUTPUTS = ("label", "probabilities")
 IMPUTED = "imputed"  # the third output of a model with nullable features
+EXPLANATION = "explanation"  # with the request parameter explain: true (service.explanations)
+EXPLANATION_PARAMETER = explanations.PARAMETER
+EXPLAIN_WORD = b'"explain"'
+EXPLANATION_NOTE = (
+    "only with the request parameter explain: true; per row and input (in the model's input "
+    "order) the change in P(positive label) (multi-class: P(predicted label)) when that input "
+    "is set to its training reference value (occlusion, not SHAP)"
+)
 WITH_IMPUTED = (*OUTPUTS, IMPUTED)
 NULL_TYPE = type(None)
 # Up to this many rows, `Validator.quick` (plain Python) beats the numpy path (measured).
@@ -68,11 +81,17 @@ def answer(model: LoadedModel, body: bytes, limit: int) -> Answer:
     decoded = tensors_decoder(model.validator).decode(body, limit)
     if decoded is not None:
         request_id = _request_id(decoded.id)
-        outputs = requested_outputs(decoded.outputs, model_outputs(model.validator))
+        explain = explain_parameter(decoded.parameters)
+        offered = model_outputs(model.validator, explain)
+        outputs = requested_outputs(decoded.outputs, offered)
         batch = decoded.batch
     else:
-        request_id, outputs, batch = _read(model, body, limit)
-    prediction = model.predict(batch)
+        request_id, outputs, batch, explain = _read(model, body, limit)
+    if explain:
+        explanations.check(model, batch.size, limit)
+        prediction: Prediction = explanations.explain(model, batch)
+    else:
+        prediction = model.predict(batch)
     body_out: dict[str, Any] = {"model_name": model.name, "model_version": model.version}
     if request_id is not None:
         body_out["id"] = request_id
@@ -81,14 +100,37 @@ def answer(model: LoadedModel, body: bytes, limit: int) -> Answer:
     return Answer(Result(batch, prediction), encoded)
 
 
-def _read(model: LoadedModel, body: bytes, limit: int) -> tuple[str | None, list[str], Batch]:
+def work_size(body: bytes, model: LoadedModel, inline: int) -> int:
+    """How big a body's work is, for the lane: its size, times m + 1 when it may ask for
+    explanations (each record then runs once per feature more). Only a body of at most `inline`
+    bytes (which would run on the event loop) is looked at for the word; a bigger one takes the
+    lane anyway."""
+    if len(body) <= inline and EXPLAIN_WORD in body:
+        return len(body) * (len(model.manifest.features) + 1)
+    return len(body)
+
+
+def _read(model: LoadedModel, body: bytes, limit: int) -> tuple[str | None, list[str], Batch, bool]:
     """The general path: any JSON body, each problem raised in this order."""
     payload = parse_json(body)
     if type(payload) is not dict:
         raise BadTensor("the request body must be a JSON object with 'inputs'")
     request_id = _request_id(payload.get("id"))
-    outputs = requested_outputs(payload.get("outputs"), model_outputs(model.validator))
-    return request_id, outputs, batch_from_tensors(model.validator, payload.get("inputs"), limit)
+    explain = explain_parameter(payload.get("parameters"))
+    outputs = requested_outputs(payload.get("outputs"), model_outputs(model.validator, explain))
+    batch = batch_from_tensors(model.validator, payload.get("inputs"), limit)
+    return request_id, outputs, batch, explain
+
+
+def explain_parameter(parameters: Any) -> bool:
+    """The request parameter `explain` (a JSON boolean; absent: false). Other parameters are
+    ignored, as the protocol allows."""
+    if type(parameters) is not dict or EXPLANATION_PARAMETER not in parameters:
+        return False
+    value = parameters[EXPLANATION_PARAMETER]
+    if type(value) is not bool:
+        raise explanations.ExplainInvalid(value, ("parameters",))
+    return value
 
 
 def _request_id(request_id: Any) -> str | None:
@@ -109,18 +151,30 @@ def input_metadata(feature: Feature) -> dict[str, Any]:
 
 
 def output_metadata(manifest: Manifest) -> list[dict[str, Any]]:
-    outputs = [
+    outputs: list[dict[str, Any]] = [
         {"name": "label", "datatype": "BYTES", "shape": [-1]},
         {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(manifest.labels)]},
     ]
     if any(feature.nullable for feature in manifest.features):
         outputs.append({"name": IMPUTED, "datatype": "BYTES", "shape": [-1]})
+    if all(feature.reference is not None for feature in manifest.features):
+        width = len(manifest.features)
+        outputs.append(
+            {
+                "name": EXPLANATION,
+                "datatype": "FP32",
+                "shape": [-1, width],
+                "parameters": {"note": EXPLANATION_NOTE},
+            }
+        )
     return outputs
 
 
-def model_outputs(validator: Validator) -> tuple[str, ...]:
-    """The outputs a model offers: `imputed` only where a feature may be missing."""
-    return WITH_IMPUTED if validator.nullable else OUTPUTS
+def model_outputs(validator: Validator, explain: bool = False) -> tuple[str, ...]:
+    """The outputs a model offers: `imputed` only where a feature may be missing,
+    `explanation` only when the request asks for it (`explain`)."""
+    offered = WITH_IMPUTED if validator.nullable else OUTPUTS
+    return (*offered, EXPLANATION) if explain else offered
 
 
 class _Refused(Exception):
@@ -254,7 +308,8 @@ def encode_outputs(
     model: LoadedModel, prediction: Prediction, names: list[str], batch: Batch
 ) -> list[dict[str, Any]]:
     """`label` as BYTES (the label strings), `probabilities` as FP32 [n, k], row-major,
-    `imputed` as BYTES (per row the features imputed, joined by FLAG_SEPARATOR)."""
+    `imputed` as BYTES (per row the features imputed, joined by FLAG_SEPARATOR), `explanation`
+    as FP32 [n, m] (an explained prediction's contributions, row-major)."""
     n, k = prediction.probabilities.shape
     encoded: list[dict[str, Any]] = []
     for name in names:
@@ -270,6 +325,12 @@ def encode_outputs(
                 texts = [FLAG_SEPARATOR.join(features) for features in lists]
                 imputed = [texts[i] for i in index.tolist()]
             encoded.append({"name": name, "datatype": "BYTES", "shape": [n], "data": imputed})
+        elif name == EXPLANATION:
+            assert isinstance(prediction, Explained)
+            contributions = prediction.contributions.astype(np.float32)
+            shape = list(contributions.shape)
+            data = contributions.ravel()
+            encoded.append({"name": name, "datatype": "FP32", "shape": shape, "data": data})
         else:
             data = np.ascontiguousarray(prediction.probabilities).ravel()
             encoded.append({"name": name, "datatype": "FP32", "shape": [n, k], "data": data})
@@ -423,6 +484,7 @@ class Decoded:
     batch: Batch
     id: Any
     outputs: Any
+    parameters: Any = None
 
 
 class TensorsDecoder:
@@ -449,7 +511,7 @@ class TensorsDecoder:
         try:
             parsed = self._decoder.decode(body)
             request_id, outputs = _json(parsed.id, 1), _json(parsed.outputs, 1)
-            _json(parsed.parameters, 1)  # ignored, as by the general path, but must be JSON
+            parameters = _json(parsed.parameters, 1)  # must be JSON, as for the general path
             binary = any(map(_binary, parsed.inputs))
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, orjson.JSONDecodeError):
             return None  # msgspec.ValidationError is a DecodeError
@@ -465,7 +527,7 @@ class TensorsDecoder:
         if sizes or not self._quick_rows < size <= limit:
             return None
         batch = self._batch(tensors, size)
-        return None if batch is None else Decoded(batch, request_id, outputs)
+        return None if batch is None else Decoded(batch, request_id, outputs, parameters)
 
     def _batch(self, tensors: dict[str, _Tensor], size: int) -> Batch | None:
         numeric = [tensors[f.name] for f in self._validator.numeric]

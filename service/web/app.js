@@ -3,7 +3,7 @@
 // Text is always set with textContent, never parsed as HTML.
 "use strict";
 
-const state = { model: null, card: null, downloadUrl: null, exampleUrl: null };
+const state = { model: null, card: null, downloadUrl: null, exampleUrl: null, driftAsked: 0 };
 
 const $ = (id) => document.getElementById(id);
 
@@ -37,12 +37,15 @@ function setStatus(text) {
 
 // ---- names and numbers in words ----
 
-// "height_cm" with unit "cm" reads "Height" (the unit is shown beside it).
-function humanize(name, unit) {
-  const suffix = unit ? `_${unit.toLowerCase()}` : null;
-  const base = suffix && name.endsWith(suffix) ? name.slice(0, -suffix.length) : name;
-  const words = base.replace(/_/g, " ");
-  return words.charAt(0).toUpperCase() + words.slice(1);
+// A feature's display label comes from the manifest (the spec's `label`, or the default the
+// service derives from the name: service.manifest.default_label); the name stays the field's id.
+function labelOf(feature) {
+  return feature.label || feature.name;
+}
+
+function endsWithWord(text, word) {
+  const [lower, end] = [text.toLowerCase(), word.toLowerCase()];
+  return lower === end || lower.endsWith(` ${end}`);
 }
 
 function formatNumber(value) {
@@ -90,6 +93,7 @@ function selectTab(tab) {
     other.tabIndex = selected ? 0 : -1;
     $(other.getAttribute("aria-controls")).hidden = !selected;
   }
+  if (tab.id === "tab-drift") loadDrift();
 }
 
 function setUpTabs() {
@@ -148,6 +152,8 @@ async function showModel(name) {
     $("predict-errors").hidden = true;
     $("batch-result").hidden = true;
     $("batch-errors").hidden = true;
+    resetDrift();
+    if ($("tab-drift").getAttribute("aria-selected") === "true") loadDrift();
   } catch (error) {
     setStatus(`Could not load model ${name}: ${error.message}`);
   }
@@ -174,8 +180,12 @@ function fieldFor(feature, someNullable) {
   const id = `f-${feature.name}`;
   const hintId = `${id}-hint`;
   const wrapper = el("div", { class: "field" });
-  const label = el("label", { for: id }, humanize(feature.name, feature.unit));
-  if (feature.unit) label.append(" ", el("span", { class: "unit" }, `(${feature.unit})`));
+  const text = labelOf(feature);
+  const label = el("label", { for: id }, text);
+  // "Number of products", not "Number of products (products)"
+  if (feature.unit && !endsWithWord(text, feature.unit)) {
+    label.append(" ", el("span", { class: "unit" }, `(${feature.unit})`));
+  }
   const required = feature.nullable ? undefined : "";
   const empty = feature.nullable ? emptyNote(feature) : undefined;
   let input;
@@ -281,7 +291,9 @@ async function predict(event) {
   const button = $("predict-button");
   button.disabled = true;
   try {
-    const response = await fetch(`/v1/models/${encodeURIComponent(model.name)}/predict`, {
+    const explain = explainable(model) ? "?explain=true" : "";
+    const url = `/v1/models/${encodeURIComponent(model.name)}/predict${explain}`;
+    const response = await fetch(url, {
       method: "POST",
       headers: { "Content-Type": "application/json", Accept: "application/json" },
       body: JSON.stringify({ records: [record] }),
@@ -321,14 +333,121 @@ function showResult(model, record, prediction) {
   $("imputed").replaceChildren(
     ...(prediction.imputed || []).map((name) => el("li", {}, imputedNote(model, name))),
   );
+  showExplanation(model, prediction);
   $("result").hidden = false;
+}
+
+// ---- the explanation of one prediction ----
+
+// Bars drawn (the largest first, as the API sends them), sentences written, and the smallest
+// change worth a sentence ("by 0.00" says nothing).
+const EXPLAINED_BARS = 10;
+const EXPLAINED_SENTENCES = 3;
+const WORTH_SAYING = 0.005;
+
+// A version trained before explanations has no reference values: the page then predicts
+// without `explain=true` (which the API would refuse) and says why there is no chart.
+function explainable(model) {
+  return model.features.every((f) => f.reference !== undefined && f.reference !== null);
+}
+
+// The probability the contributions are about: P(positive label), or P(predicted label).
+function explainedLabel(model, prediction) {
+  return model.kind === "binary" ? model.positive_label : prediction.label;
+}
+
+function showExplanation(model, prediction) {
+  const box = $("explanation");
+  const missing = $("explanation-missing");
+  const entries = prediction.explanation;
+  box.hidden = !entries;
+  missing.hidden = Boolean(entries);
+  if (!entries) {
+    missing.textContent = explainable(model)
+      ? "The server sent no explanation with this prediction."
+      : `Version ${model.version} has no reference values to explain against (it was trained ` +
+        "before explanations); retrain it to see which features moved the prediction.";
+    return;
+  }
+  const target = `P(${explainedLabel(model, prediction)})`;
+  const features = new Map(model.features.map((f) => [f.name, f]));
+  const sentences = entries
+    .filter((e) => Math.abs(e.contribution) >= WORTH_SAYING)
+    .slice(0, EXPLAINED_SENTENCES)
+    .map((e) => el("li", {}, contributionSentence(e, features.get(e.feature), target)));
+  if (!sentences.length) {
+    const none = `No single feature moved ${target} by ${WORTH_SAYING} or more from its typical value.`;
+    sentences.push(el("li", {}, none));
+  }
+  $("explanation-sentences").replaceChildren(...sentences);
+  const shown = entries.slice(0, EXPLAINED_BARS);
+  const scale = Math.max(...shown.map((e) => Math.abs(e.contribution)), 1e-9);
+  const chart = $("explanation-chart");
+  chart.replaceChildren(
+    ...shown.map((e) => contributionRow(e, features.get(e.feature), target, scale)),
+  );
+  if (entries.length > shown.length) {
+    const note = `The ${shown.length} largest of ${entries.length} features.`;
+    chart.append(el("p", { class: "muted small" }, note));
+  }
+  $("explanation-method").textContent =
+    `Each bar: how ${target} changes when this value is replaced by the training's typical value ` +
+    `(median, or most frequent category); a bar to the right means the value raised ${target}. ` +
+    "Not SHAP.";
+}
+
+// "Age 62 raised P(churned) by 0.21"
+function contributionSentence(entry, feature, target) {
+  const verb = entry.contribution > 0 ? "raised" : "lowered";
+  const by = Math.abs(entry.contribution).toFixed(2);
+  return `${featureValue(entry, feature)} ${verb} ${target} by ${by}`;
+}
+
+// "Age 62", "Country Germany", "Has a credit card: No", "Pixel at row 2, column 4: 12"
+function featureValue(entry, feature) {
+  const label = entry.label || entry.feature;
+  const value = shownValue(entry.value, feature);
+  const joiner = /[0-9]$/.test(label) || (feature && feature.type === "bool") ? ": " : " ";
+  return `${label}${joiner}${value}`;
+}
+
+function shownValue(value, feature) {
+  if (value === null || value === undefined) return "(empty)";
+  if (typeof value === "boolean") return value ? "Yes" : "No";
+  return String(value); // numbers come as the shortest decimal that reads back as sent
+}
+
+function signed(value) {
+  const text = Math.abs(value).toFixed(3);
+  if (Number(text) === 0) return "0";
+  return `${value > 0 ? "+" : "−"}${text}`;
+}
+
+// One row of the diverging chart: the feature and its value, then a track with zero in the
+// middle, the bar growing right (raised) or left (lowered), then the signed change.
+function contributionRow(entry, feature, target, scale) {
+  const row = el("div", { class: "contribution-row" });
+  const name = el("span", { class: "contribution-name" }, featureValue(entry, feature));
+  name.append(
+    el("span", { class: "typical" }, ` (typical ${shownValue(entry.reference, feature)})`),
+  );
+  const direction = entry.contribution > 0 ? "up" : entry.contribution < 0 ? "down" : "none";
+  const words =
+    direction === "none"
+      ? `${featureValue(entry, feature)}: no change to ${target}`
+      : contributionSentence(entry, feature, target);
+  const track = el("div", { class: "contribution-track", role: "img", "aria-label": words });
+  const bar = el("div", { class: `contribution-bar ${direction}` });
+  bar.style.width = `${(Math.abs(entry.contribution) / scale) * 50}%`;
+  track.append(el("div", { class: "zero", "aria-hidden": "true" }), bar);
+  row.append(name, track, el("span", { class: "contribution-value" }, signed(entry.contribution)));
+  return row;
 }
 
 function imputedNote(model, name) {
   const feature = model.features.find((f) => f.name === name);
   if (!feature || !feature.nullable) return `${name} was missing; the model imputed it.`;
-  const label = humanize(feature.name, feature.unit);
-  return `${label} was left empty: the model used ${imputeValue(feature)} (${imputeWords(feature)}).`;
+  return `${labelOf(feature)} was left empty: the model used ${imputeValue(feature)} (${imputeWords(feature)}).`;
 }
 
 function probabilityBar(label, p, threshold) {
@@ -358,18 +477,14 @@ function rangeWarning(model, record, name) {
   const feature = model.features.find((f) => f.name === name);
   const value = record[name];
   if (!feature) return `${name} is outside the range seen in training.`;
-  const given = `the ${name} given (${withUnit(value, feature)})`;
+  const given = `${labelOf(feature)}: ${withUnit(value, feature)}`;
   if (feature.train_max !== null && value > feature.train_max) {
-    return `${capitalize(given)} is above every value seen in training (max ${withUnit(feature.train_max, feature)}); the prediction is an extrapolation.`;
+    return `${given} is above every value seen in training (max ${withUnit(feature.train_max, feature)}); the prediction is an extrapolation.`;
   }
   if (feature.train_min !== null && value < feature.train_min) {
-    return `${capitalize(given)} is below every value seen in training (min ${withUnit(feature.train_min, feature)}); the prediction is an extrapolation.`;
+    return `${given} is below every value seen in training (min ${withUnit(feature.train_min, feature)}); the prediction is an extrapolation.`;
   }
-  return `${capitalize(given)} is outside the range seen in training.`;
-}
-
-function capitalize(text) {
-  return text.charAt(0).toUpperCase() + text.slice(1);
+  return `${given} is outside the range seen in training.`;
 }
 
 function showPredictErrors(detail, heading = "The model refused this record:") {
@@ -586,7 +701,7 @@ function renderCard(card) {
   if (card.nullable && card.nullable.length) {
     const missing = card.nullable.map(
       (f) =>
-        `${f.name} (${f.impute.replace(/_/g, " ")} ${imputeValue(f)}; ` +
+        `${labelOf(f)} (${f.impute.replace(/_/g, " ")} ${imputeValue(f)}; ` +
         `missing in ${percent(f.train_missing_rate)} of training rows)`,
     );
     facts.push(["May be missing", missing.join(", ")]);
@@ -594,8 +709,34 @@ function renderCard(card) {
   const list = $("card-facts");
   list.replaceChildren();
   for (const [term, value] of facts) list.append(el("dt", {}, term), el("dd", {}, value));
+  renderFeatures(card);
   renderMetrics(card);
   renderPlots(card);
+}
+
+function renderFeatures(card) {
+  const body = $("card-features").tBodies[0];
+  body.replaceChildren();
+  for (const feature of card.features || []) {
+    const name = el("td");
+    name.append(el("code", {}, feature.name));
+    const tr = el("tr");
+    tr.append(
+      el("th", { scope: "row" }, labelOf(feature)),
+      name,
+      el("td", {}, feature.type),
+      el("td", {}, allowedText(feature)),
+    );
+    body.append(tr);
+  }
+}
+
+// "France, Germany, Spain", "Yes or No", "18 to 100 years"
+function allowedText(feature) {
+  if (feature.categories) return feature.categories.join(", ");
+  if (feature.type === "bool") return "Yes or No";
+  if (feature.min === null || feature.max === null) return feature.unit || "any number";
+  return `${formatNumber(feature.min)} to ${withUnit(feature.max, feature)}`;
 }
 
 function renderMetrics(card) {
@@ -644,6 +785,245 @@ function renderPlots(card) {
   }
 }
 
+// ---- drift ----
+
+// Below this many records in the window, a PSI says more about chance than about drift.
+const FEW_RECORDS = 200;
+
+const STATUS_WORDS = {
+  stable: "stable",
+  watch: "watch",
+  drifted: "drifted",
+  no_data: "no data",
+};
+
+function resetDrift() {
+  state.driftAsked += 1; // an answer still on its way is for the previous model
+  $("drift-summary").textContent = "";
+  $("drift-refused").hidden = true;
+  $("drift-empty").hidden = true;
+  $("drift-chart").hidden = true;
+}
+
+async function loadDrift(event) {
+  if (event) event.preventDefault();
+  const model = state.model;
+  if (!model) return;
+  resetDrift();
+  const asked = state.driftAsked;
+  const span = $("drift-window").value;
+  const button = $("drift-button");
+  button.disabled = true;
+  $("drift-title").textContent = `Drift: ${model.title || model.name}`;
+  $("drift-summary").textContent = "Loading…";
+  try {
+    const url =
+      `/v1/models/${encodeURIComponent(model.name)}/drift?window=${encodeURIComponent(span)}`;
+    const response = await fetch(url, { headers: { Accept: "application/json" } });
+    if (asked !== state.driftAsked) return;
+    if (!response.ok) {
+      showDriftRefused(model, response.status, await errorText(response));
+      return;
+    }
+    const answer = await response.json();
+    if (asked !== state.driftAsked) return;
+    showDrift(model, answer);
+  } catch (error) {
+    if (asked === state.driftAsked) {
+      showDriftRefused(model, 0, `the request failed: ${error.message}`);
+    }
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// A 409 is a version trained before reference distributions; the API's text says so.
+function showDriftRefused(model, status, reason) {
+  $("drift-summary").textContent = "";
+  const box = $("drift-refused");
+  const heading =
+    status === 409
+      ? `No drift for version ${model.version}:`
+      : `Could not compute the drift${status ? ` (${status})` : ""}:`;
+  box.replaceChildren(el("p", {}, heading), el("p", {}, reason));
+  box.hidden = false;
+}
+
+function showDrift(model, answer) {
+  const { window: span, thresholds } = answer;
+  const records = span.records;
+  const byRecords = /^[0-9]+$/.test(span.requested);
+  const asked = byRecords
+    ? `the last ${count(Number(span.requested))} records`
+    : `the last ${span.requested}`;
+  let partial = "";
+  if (!span.complete) {
+    partial = byRecords
+      ? " (all there are since this version was loaded on this worker)"
+      : " (the oldest of that time are no longer kept)";
+  }
+  $("drift-summary").textContent =
+    `Window: ${asked} of this worker's traffic to version ${answer.version}: ` +
+    `${count(records)} ${records === 1 ? "record" : "records"}${partial}. ` +
+    `PSI below ${thresholds.watch} is stable, from ${thresholds.watch} watch, ` +
+    `from ${thresholds.drifted} drifted.` +
+    (records && records < FEW_RECORDS
+      ? ` With fewer than ${FEW_RECORDS} records, a PSI is mostly noise: wait for more traffic.`
+      : "");
+  if (!records) {
+    const empty = $("drift-empty");
+    empty.textContent =
+      `No traffic yet in this window: no record has been predicted by ${model.name} version ` +
+      `${answer.version} on this worker${byRecords ? "" : " in that time"}. ` +
+      "Send some predictions, then refresh.";
+    empty.hidden = false;
+    return;
+  }
+  renderLegend(thresholds);
+  const scale = 2 * thresholds.drifted; // the bars' full width; a larger PSI is cut (marked)
+  const list = $("drift-features");
+  list.replaceChildren(...answer.features.map((f) => psiRow(f, thresholds, scale, answer)));
+  $("drift-detail").hidden = true;
+  const prediction = answer.prediction;
+  $("drift-prediction-note").textContent =
+    `${predictionWhat(model)} in the window against the test sample: PSI ` +
+    `${psiText(prediction.psi)} (${STATUS_WORDS[prediction.status] || prediction.status}).`;
+  const binName = model.kind === "binary" ? probabilityBin : undefined;
+  $("drift-prediction").replaceChildren(
+    ...histograms(prediction, "Test sample", `Window (${count(records)} records)`, binName),
+  );
+  $("drift-chart").hidden = false;
+}
+
+function predictionWhat(model) {
+  return model.kind === "binary"
+    ? `P(${model.positive_label}) of the predictions`
+    : "The predicted labels";
+}
+
+// A binary model's predictions are binned by P(positive label): "0.0126045..0.0246744" reads
+// "1.26%..2.47%".
+function probabilityBin(name) {
+  const asPercent = (p) => `${Number((Number(p) * 100).toPrecision(3))}%`;
+  return name.replace(/[0-9]+(\.[0-9]+)?(e-?[0-9]+)?/g, asPercent);
+}
+
+function psiText(value) {
+  return typeof value === "number" ? value.toFixed(3) : "–";
+}
+
+function renderLegend(thresholds) {
+  const items = [
+    ["stable", `stable: PSI < ${thresholds.watch}`],
+    ["watch", `watch: ${thresholds.watch} ≤ PSI < ${thresholds.drifted}`],
+    ["drifted", `drifted: PSI ≥ ${thresholds.drifted}`],
+  ];
+  $("drift-legend").replaceChildren(
+    ...items.map(([status, text]) => {
+      const item = el("li", { class: `status-${status}` });
+      item.append(el("span", { class: "swatch", "aria-hidden": "true" }), text);
+      return item;
+    }),
+  );
+}
+
+// One feature: a button (opens its histograms) holding its label, the PSI bar coloured by
+// status with the two thresholds marked, the PSI and the status in words.
+function psiRow(feature, thresholds, scale, answer) {
+  const item = el("li");
+  const label = feature.label || feature.name;
+  const status = feature.status;
+  const words = STATUS_WORDS[status] || status;
+  const button = el("button", {
+    type: "button",
+    class: `psi-row status-${status}`,
+    "aria-pressed": "false",
+    "data-feature": feature.name,
+    "aria-label": `${label}: PSI ${psiText(feature.psi)}, ${words}. Show its histograms.`,
+  });
+  const bar = el("span", { class: "psi-bar", "aria-hidden": "true" });
+  const fill = el("span", { class: "psi-fill" });
+  const psi = typeof feature.psi === "number" ? feature.psi : 0;
+  fill.style.width = `${Math.min(psi / scale, 1) * 100}%`;
+  if (psi > scale) fill.classList.add("beyond");
+  bar.append(fill);
+  for (const limit of [thresholds.watch, thresholds.drifted]) {
+    const mark = el("span", { class: "psi-mark" });
+    mark.style.left = `${(limit / scale) * 100}%`;
+    bar.append(mark);
+  }
+  button.append(
+    el("span", { class: "psi-name" }, label),
+    bar,
+    el("span", { class: "psi-value" }, psiText(feature.psi)),
+    el("span", { class: "psi-status" }, words),
+  );
+  button.addEventListener("click", () => showFeatureDrift(feature, button, answer));
+  item.append(button);
+  return item;
+}
+
+function showFeatureDrift(feature, button, answer) {
+  for (const other of document.querySelectorAll("#drift-features .psi-row")) {
+    other.setAttribute("aria-pressed", String(other === button));
+  }
+  const label = feature.label || feature.name;
+  $("drift-detail-title").textContent = `${label}: PSI ${psiText(feature.psi)}`;
+  const records = answer.window.records;
+  $("drift-detail-note").textContent =
+    "Share of records per bin (numbers: training deciles; categories: each one). " +
+    "The line in a window bar marks the training share.";
+  $("drift-histograms").replaceChildren(
+    ...histograms(feature, "Training", `Window (${count(records)} records)`),
+  );
+  $("drift-detail").hidden = false;
+}
+
+// The two histograms of a column, on one scale: the reference shares and the window's.
+// "missing" and "other" are left out where both are empty (most columns never see them).
+function histograms(column, referenceTitle, windowTitle, binName = (name) => name) {
+  const bins = column.bins
+    .map((name, i) => ({
+      name: binName(name),
+      reference: column.reference_shares[i],
+      window: column.window_shares[i],
+      count: column.counts[i],
+    }))
+    .filter((b) => b.reference > 0 || b.count > 0 || !["missing", "other"].includes(b.name));
+  const top = Math.max(...bins.map((b) => Math.max(b.reference, b.window)), 1e-9);
+  return [
+    histogram(referenceTitle, "reference", bins, top, (b) => b.reference, null),
+    histogram(windowTitle, "window", bins, top, (b) => b.window, (b) => b.reference),
+  ];
+}
+
+function histogram(title, kind, bins, top, share, marker) {
+  const figure = el("figure", { class: `histogram ${kind}` });
+  const list = el("ol", { class: "hist-bins" });
+  for (const bin of bins) {
+    const row = el("li", { class: "hist-row" });
+    const bar = el("span", { class: "hist-bar", "aria-hidden": "true" });
+    const fill = el("span", { class: "hist-fill" });
+    fill.style.width = `${(share(bin) / top) * 100}%`;
+    bar.append(fill);
+    if (marker) {
+      const mark = el("span", { class: "hist-mark" });
+      mark.style.left = `calc(${(marker(bin) / top) * 100}% - 1px)`;
+      bar.append(mark);
+    }
+    const value =
+      kind === "window" ? `${percent(share(bin))} (${count(bin.count)})` : percent(share(bin));
+    row.append(
+      el("span", { class: "hist-bin" }, bin.name),
+      bar,
+      el("span", { class: "hist-share" }, value),
+    );
+    list.append(row);
+  }
+  figure.append(el("figcaption", {}, title), list);
+  return figure;
+}
+
 // ---- start ----
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -652,5 +1032,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("predict-form").addEventListener("submit", predict);
   $("reset-button").addEventListener("click", () => state.model && fillExample(state.model));
   $("batch-form").addEventListener("submit", scoreFile);
+  $("drift-form").addEventListener("submit", loadDrift);
+  $("drift-window").addEventListener("change", () => loadDrift());
   loadModels();
 });

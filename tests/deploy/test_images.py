@@ -67,7 +67,7 @@ def test_serving_code_imports_without_the_training_stack(tmp_path: Path) -> None
         timeout=600,
     )
     probe = (
-        "import sys, service.app, service.__main__\n"
+        "import sys, service.app, service.__main__, service.api.grpc_v2, service.api.docs\n"
         "banned = {'sklearn', 'pandas', 'skl2onnx', 'matplotlib', 'training', 'joblib'}\n"
         "loaded = banned & set(sys.modules)\n"
         "assert not loaded, loaded\n"

@@ -27,6 +27,7 @@ from tests.reliability.conftest import StartServer
 from tests.reliability.helpers import accepts
 from tests.service import helpers
 from tests.service.helpers import REPO
+from tests.service.helpers import children as children_of
 
 PORT_FREE_SECONDS = 2.0  # the issue's promise: the port is free within 2 s of the SIGKILL
 
@@ -34,12 +35,22 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSI
 
 
 def test_workers_die_with_a_killed_supervisor_and_a_restart_serves_on_the_port(
-    registry_dir: Path, start_server: StartServer, monkeypatch: pytest.MonkeyPatch
+    registry_dir: Path,
+    start_server: StartServer,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
-    env = {"PREDICT_WORKERS": "2", "PREDICT_POLL_INTERVAL_SECONDS": "0"}
+    # A supervisor killed with SIGKILL cannot remove its private metrics directory: give it one
+    # under tmp_path.
+    metrics = tmp_path / "metrics"
+    env = {
+        "PREDICT_WORKERS": "2",
+        "PREDICT_POLL_INTERVAL_SECONDS": "0",
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics),
+    }
     first = start_server(registry_dir, **env)
     assert first.process is not None
-    children = _children(first.process.pid)
+    children = children_of(first.process.pid)
     workers = [pid for pid, command in children.items() if b"spawn_main" in command]
     assert len(workers) == 2, children
 
@@ -99,22 +110,6 @@ def test_the_supervisor_overrides_every_method_where_uvicorn_starts_a_worker() -
     assert starting, "uvicorn's supervisor no longer names Process: review service/server.py"
     overridden = {name for name in starting if name in vars(Supervisor)}
     assert overridden == starting
-
-
-def _children(pid: int) -> dict[int, bytes]:
-    """The processes whose parent is `pid`, with their command lines (from /proc)."""
-    found: dict[int, bytes] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            command = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue  # ended meanwhile
-        if int(stat.rpartition(")")[2].split()[1]) == pid:
-            found[int(entry.name)] = command
-    return found
 
 
 def _running(pids: dict[int, bytes]) -> list[int]:

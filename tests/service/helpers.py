@@ -134,3 +134,19 @@ def assert_same(fast: Batch, slow: Batch) -> None:
         else:
             assert fast.inputs[name].tobytes() == array.tobytes()
     assert fast.flags() == slow.flags()
+
+
+def children(pid: int) -> dict[int, bytes]:
+    """The processes whose parent is `pid`, with their command lines (from /proc)."""
+    found: dict[int, bytes] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue  # ended meanwhile
+        if int(stat.rpartition(")")[2].split()[1]) == pid:
+            found[int(entry.name)] = command
+    return found

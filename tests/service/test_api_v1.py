@@ -127,6 +127,26 @@ def test_docs_show_one_predict_path_per_model_with_units_and_examples(
     assert "/v1/models/digits/predict" in schema["paths"]
 
 
+def test_docs_title_each_record_property_with_the_feature_label(
+    client: httpx.Client, churn: Manifest, draft_pick: Manifest
+) -> None:
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    churn_record = schemas["ChurnRecord"]["properties"]
+    assert churn_record["has_cr_card"]["title"] == "Has a credit card"
+    assert churn_record["num_of_products"]["title"] == "Number of products"
+    assert churn_record["num_of_products"]["description"].startswith(
+        "Number of bank products the customer holds. Unit: products."
+    )
+    draft_record = schemas["DraftPickRecord"]["properties"]
+    assert draft_record["height_cm"]["title"] == "Height"
+    for manifest, record in ((churn, churn_record), (draft_pick, draft_record)):
+        assert {name: prop["title"] for name, prop in record.items()} == {
+            f.name: f.label for f in manifest.features
+        }
+    operation = client.get("/openapi.json").json()["paths"]["/v1/models/churn/predict"]["post"]
+    assert "| `has_cr_card` | Has a credit card | bool |" in operation["description"]
+
+
 def test_documented_example_is_accepted(client: httpx.Client) -> None:
     schema = client.get("/openapi.json").json()
     for name in ("churn", "digits", "draft_pick"):

@@ -70,7 +70,8 @@ def test_tritonclient_health_and_metadata(
         "shape": [-1, 1],
         "parameters": {"nullable": False},
     }
-    assert [o["name"] for o in metadata["outputs"]] == ["label", "probabilities"]  # no imputed
+    # No `imputed` (nothing is nullable); `explanation` only when asked for (issue 21).
+    assert [o["name"] for o in metadata["outputs"]] == ["label", "probabilities", "explanation"]
     outputs = {o["name"]: o for o in metadata["outputs"]}
     assert outputs["probabilities"]["shape"] == [-1, 2]
     assert outputs["label"]["datatype"] == "BYTES"

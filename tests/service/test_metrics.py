@@ -1,11 +1,13 @@
-"""/metrics in Prometheus text format changes as requests are served."""
+"""/metrics in Prometheus text format changes as requests (and gRPC calls) are served."""
 
 from __future__ import annotations
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.manifest import Manifest
+from service.observability.metrics import Metrics
 
 
 def samples(client: httpx.Client) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -53,3 +55,24 @@ def test_metrics_count_requests_predictions_and_out_of_range_values(
 def test_unknown_models_do_not_create_label_values(client: httpx.Client) -> None:
     client.post("/v1/models/not-a-model-xyz/predict", json={"records": []})
     assert "not-a-model-xyz" not in client.get("/metrics").text
+
+
+def test_observe_grpc_counts_calls_and_their_latency_by_method_model_and_code() -> None:
+    metrics = Metrics()
+    metrics.observe_grpc("ModelInfer", "churn", "OK", 0.002)
+    metrics.observe_grpc("ModelInfer", "churn", "OK", 0.2)
+    metrics.observe_grpc("ModelInfer", "churn", "INVALID_ARGUMENT", 0.001)
+    found = {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(metrics.render().decode())
+        for sample in family.samples
+    }
+    ok = {"method": "ModelInfer", "model": "churn", "code": "OK"}
+    assert value(found, "predict_grpc_requests_total", **ok) == 2
+    assert value(found, "predict_grpc_requests_total", **(ok | {"code": "INVALID_ARGUMENT"})) == 1
+    assert value(found, "predict_grpc_request_duration_seconds_count", **ok) == 2
+    assert value(found, "predict_grpc_request_duration_seconds_sum", **ok) == pytest.approx(0.202)
+    bucket = "predict_grpc_request_duration_seconds_bucket"
+    assert value(found, bucket, **ok, le="0.0025") == 1
+    assert value(found, bucket, **ok, le="0.25") == 2
+    assert value(found, bucket, **ok, le="+Inf") == 2

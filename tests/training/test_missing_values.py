@@ -158,12 +158,11 @@ def test_an_indicator_tells_the_model_that_a_value_was_missing(loans: TrainResul
 def test_the_model_card_lists_what_may_be_missing(loans: TrainResult) -> None:
     card = (loans.path / "report" / "model_card.md").read_text(encoding="utf-8")
     section = card.split("## Missing values", 1)[1].split("\n## ", 1)[0]
-    assert "| `purpose` | `constant` | `other` | yes |" in section
-    assert "| `years_employed` | `constant` | `0` | no |" in section
+    assert "| `purpose` | Purpose | `constant` | `other` | yes |" in section
+    assert "| `years_employed` | Years employed | `constant` | `0` | no |" in section
     rate = loans.manifest.feature("income").train_missing_rate
-    assert (
-        f"| `income` | `median` | `{loans.manifest.feature('income').impute_value:.4g}` " in section
-    )
+    income = loans.manifest.feature("income").impute_value
+    assert f"| `income` | Income | `median` | `{income:.4g}` " in section
     assert f"| {rate:.1%} |" in section
     assert "The other features are required: `age`." in section
 

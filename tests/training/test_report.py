@@ -60,6 +60,7 @@ BINARY_FEATURES = [
     Feature(
         name="position",
         type="category",
+        label="Position on court",
         description="Listed position.",
         categories=["guard", "forward", "center"],
     ),
@@ -263,9 +264,19 @@ def test_metrics_json_without_holdout_or_validation(multiclass_report: Path) -> 
 
 def test_model_card_has_a_row_per_feature(binary_report: Path) -> None:
     card = _card(binary_report)
-    assert "| `height_cm` | float | cm | 150 to 240 | 171.5 to 221 | Standing height" in card
-    assert "| `wins` | int | games | 0 to 45 | 2 to 38 |" in card
-    assert "| `position` | category |  | guard, forward, center | — | Listed position. |" in card
+    assert "| `height_cm` | Height | float | cm | 150 to 240 | 171.5 to 221 | Standing" in card
+    assert "| `wins` | Wins | int | games | 0 to 45 | 2 to 38 |" in card
+    assert (
+        "| `position` | Position on court | category |  | guard, forward, center | — "
+        "| Listed position. |"
+    ) in card
+
+
+def test_model_card_escapes_a_label_that_would_break_its_table(binary_manifest: Manifest) -> None:
+    features = [f.model_copy(update={"label": "Wins | losses"}) for f in binary_manifest.features]
+    manifest = binary_manifest.model_copy(update={"features": features})
+    card = render_model_card(manifest, [])
+    assert "| `wins` | Wins \\| losses | int |" in card
 
 
 def test_model_card_shows_both_samples_metrics(binary_report: Path) -> None:

@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 
 from service.manifest import DEFAULT_NA_VALUES
-from training.spec import NAME_RULE, TASKS_DIR, SpecError, builtin_tasks, load_spec, load_task
+from training.spec import (
+    LABEL_MAX_CHARS,
+    NAME_RULE,
+    TASKS_DIR,
+    SpecError,
+    builtin_tasks,
+    load_spec,
+    load_task,
+)
 
 MINIMAL = """
 name = "tiny"
@@ -466,3 +474,63 @@ def test_transform_is_read_and_defaults_to_standard(tmp_path: Path) -> None:
     assert spec.feature("x").transform == "spline"
     assert spec.feature("r").transform == "standard"
     assert spec.feature("x").to_manifest(0.0, 1.0, impute_value=0.5).transform == "spline"
+
+
+def test_a_label_is_read_stripped_and_written_to_the_manifest(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, MINIMAL.replace('name = "x"', 'name = "x"\nlabel = " X "')))
+    assert spec.feature("x").label == "X"
+    assert spec.feature("x").to_manifest(0.0, 1.0).label == "X"
+
+
+def test_without_a_label_the_manifest_gets_the_name_in_words(tmp_path: Path) -> None:
+    text = MINIMAL.replace('name = "x"', 'name = "height_cm"\nunit = "cm"')
+    feature = load_spec(write(tmp_path, text)).feature("height_cm")
+    assert feature.label is None
+    assert feature.display_label == "Height"
+    assert feature.to_manifest(0.0, 1.0).label == "Height"
+
+
+@pytest.mark.parametrize(
+    ("label", "rule"),
+    [
+        ('""', "leave the key out for the default"),
+        ('"   "', "leave the key out for the default"),
+        ('"two\\nlines"', "one line"),
+        ('"tab\\there"', "one line"),
+        (f'"{"x" * (LABEL_MAX_CHARS + 1)}"', f"at most {LABEL_MAX_CHARS} characters"),
+        ("5", "valid string (got 5)"),
+    ],
+)
+def test_a_bad_label_is_named_with_its_feature(tmp_path: Path, label: str, rule: str) -> None:
+    path = write(tmp_path, MINIMAL.replace('name = "x"', f'name = "x"\nlabel = {label}'))
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: features.x.label: "), message
+    assert rule in message
+
+
+def test_a_label_of_the_longest_length_is_accepted(tmp_path: Path) -> None:
+    label = "é" * LABEL_MAX_CHARS
+    spec = load_spec(
+        write(tmp_path, MINIMAL.replace('name = "x"', f'name = "x"\nlabel = "{label}"'))
+    )
+    assert spec.feature("x").label == label
+
+
+def test_builtin_specs_label_the_features_whose_names_read_badly() -> None:
+    churn = {f.name: f.display_label for f in load_task("churn").features}
+    assert churn["num_of_products"] == "Number of products"
+    assert churn["has_cr_card"] == "Has a credit card"
+    assert churn["is_active_member"] == "Active member"
+    assert churn["geography"] == "Country"
+    assert churn["credit_score"] == "Credit score"  # the default reads well
+    draft_pick = {f.name: f.display_label for f in load_task("draft_pick").features}
+    assert draft_pick["height_cm"] == "Height"
+    assert draft_pick["free_throws_made_per_game"] == "Free throws made per game"
+    assert draft_pick["wins"] == "Team wins"
+    digits = load_task("digits")
+    assert digits.feature("pixel_3_5").display_label == "Pixel at row 3, column 5"
+    for task in builtin_tasks():
+        labels = [f.display_label for f in load_task(task).features]
+        assert len(set(labels)) == len(labels), task

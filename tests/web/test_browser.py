@@ -127,7 +127,7 @@ def test_predict_a_record_and_read_the_range_warning(
     shown = float(meter.get_attribute("aria-valuenow"))
     assert shown == pytest.approx(prediction["probability"] * 100, abs=0.05)
     warning = page.locator("#warnings li").first.inner_text()
-    assert f"the {feature.name} given ({value:g} {feature.unit})" in warning.lower()
+    assert warning.startswith(f"{feature.label}: {value:g} {feature.unit} is above")
     assert "is above every value seen in training" in warning
     assert f"max {feature.train_max:g} {feature.unit}" in warning
 
@@ -178,6 +178,35 @@ def test_a_csv_with_a_bad_row_lists_its_row_and_column(
     assert cells[:2] == ["2", first_feature]  # the second data row, counted from 1
     assert "valid number" in cells[2]
     assert cells[3] == "tall"
+
+
+def test_the_form_shows_each_feature_by_its_label(page: Any, churn_manifest: Manifest) -> None:
+    page.goto("/?model=churn")
+    page.locator("#f-has_cr_card").wait_for()
+    for feature in churn_manifest.features:
+        text = page.locator(f'label[for="f-{feature.name}"]').inner_text()
+        assert text.startswith(feature.label), (feature.name, text)
+        assert page.locator(f"#f-{feature.name}").get_attribute("name") == feature.name
+    label = page.locator('label[for="f-has_cr_card"]').inner_text()
+    assert label == "Has a credit card"
+    assert page.locator('label[for="f-num_of_products"]').inner_text() == "Number of products"
+    assert page.locator('label[for="f-credit_score"]').inner_text() == "Credit score (points)"
+    assert page.get_by_label("Country").get_attribute("id") == "f-geography"
+
+
+def test_the_model_card_lists_features_by_label_and_name(
+    page: Any, churn_manifest: Manifest
+) -> None:
+    page.goto("/?model=churn")
+    page.get_by_role("tab", name="Model card").click()
+    rows = page.locator("#card-features tbody tr")
+    rows.first.wait_for()
+    assert rows.count() == len(churn_manifest.features)
+    for row, feature in zip(rows.all(), churn_manifest.features, strict=True):
+        cells = [cell.inner_text() for cell in row.locator("th, td").all()]
+        assert cells[:3] == [feature.label, feature.name, feature.type]
+    products = rows.nth(churn_manifest.features.index(churn_manifest.feature("num_of_products")))
+    assert products.locator("td").last.inner_text() == "1 to 4 products"
 
 
 def test_the_model_card_shows_metrics_and_loads_every_plot(

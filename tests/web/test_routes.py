@@ -128,6 +128,32 @@ def test_the_model_card_gives_version_provenance_metrics_and_plots(
     assert confusion["title"] == f"Confusion matrix {rows}" and "fresh sample" in rows
 
 
+def test_the_model_card_lists_every_feature_with_its_label(
+    web: httpx.Client, churn_manifest: Manifest
+) -> None:
+    card = web.get("/web/models/churn/card").json()
+    assert [(f["name"], f["label"]) for f in card["features"]] == [
+        (f.name, f.label) for f in churn_manifest.features
+    ]
+    products = next(f for f in card["features"] if f["name"] == "num_of_products")
+    assert products == {
+        "name": "num_of_products",
+        "label": "Number of products",
+        "type": "int",
+        "unit": "products",
+        "min": 1,
+        "max": 4,
+        "categories": None,
+    }
+
+
+def test_the_page_is_given_every_feature_label(web: httpx.Client) -> None:
+    features = web.get("/v1/models/churn").json()["features"]
+    labels = {f["name"]: f["label"] for f in features}
+    assert labels["has_cr_card"] == "Has a credit card"
+    assert labels["age"] == "Age"  # no label in the spec: the name in words
+
+
 def test_report_plots_of_the_served_version_are_png_and_cacheable(
     web: httpx.Client, web_registry: Path, churn_manifest: Manifest
 ) -> None:
