@@ -299,11 +299,24 @@ def test_calls_are_counted_in_the_metrics_and_logged(
                 return float(text.rsplit(" ", 1)[1])
         return 0.0
 
-    before = count()
+    def binned(feature: str) -> float:
+        """Records counted into the drift bins of one feature (issue 21), over all its bins."""
+        total = 0.0
+        for text in http.get("/metrics").text.splitlines():
+            if (
+                text.startswith("predict_feature_bin_total{")
+                and 'model="draft_pick"' in text
+                and f'feature="{feature}"' in text
+            ):
+                total += float(text.rsplit(" ", 1)[1])
+        return total
+
+    before, before_binned = count(), binned("height_cm")
     records = [dict(manifest("draft_pick").examples[0].record)] * 4
     for _ in range(3):
         client.infer("draft_pick", triton_inputs(tensors("draft_pick", records)))
     assert count() == before + 3
+    assert binned("height_cm") == before_binned + 12  # drift counts gRPC's records too
     client.infer(
         "draft_pick",
         triton_inputs(tensors("draft_pick", records)),

@@ -154,7 +154,10 @@ def test_metadata_says_which_inputs_may_be_missing_and_offers_imputed(
             }
         else:
             assert tensor["parameters"] == {"nullable": False}
-    assert metadata["outputs"][-1] == {"name": "imputed", "datatype": "BYTES", "shape": [-1]}
+    outputs = {output["name"]: output for output in metadata["outputs"]}
+    assert outputs["imputed"] == {"name": "imputed", "datatype": "BYTES", "shape": [-1]}
+    # `explanation` (issue 21) follows, returned only with `explain`.
+    assert [output["name"] for output in metadata["outputs"]][-2:] == ["imputed", "explanation"]
 
 
 def test_imputed_is_returned_when_asked_for_by_name_and_only_where_it_exists(
