@@ -9,6 +9,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.payloads import Body
 
@@ -68,12 +69,7 @@ def run_wrk(url: str, body: Body, connections: int, seconds: float) -> LoadResul
         body.content_type,
     ]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=False)
-    line = next((ln for ln in done.stdout.splitlines() if ln.startswith(MARKER)), None)
-    if done.returncode != 0 or line is None:
-        raise LoadFailed(
-            f"wrk failed ({done.returncode}): {done.stdout[-500:]} {done.stderr[-500:]}"
-        )
-    raw = json.loads(line[len(MARKER) :])
+    raw = _result(done, "wrk")
     return LoadResult(
         requests=raw["requests"],
         seconds=raw["duration_us"] / 1e6,
@@ -96,12 +92,7 @@ def run_grpc_load(target: str, body: Body, concurrency: int, seconds: float) -> 
     done = subprocess.run(
         argv, capture_output=True, text=True, timeout=seconds + 90, check=False, cwd=REPO
     )
-    line = next((ln for ln in done.stdout.splitlines() if ln.startswith(MARKER)), None)
-    if done.returncode != 0 or line is None:
-        raise LoadFailed(
-            f"grpc_load failed ({done.returncode}): {done.stdout[-500:]} {done.stderr[-1500:]}"
-        )
-    raw = json.loads(line[len(MARKER) :])
+    raw = _result(done, "grpc_load")
     return LoadResult(
         requests=raw["calls"],
         seconds=raw["duration_us"] / 1e6,
@@ -111,3 +102,14 @@ def run_grpc_load(target: str, body: Body, concurrency: int, seconds: float) -> 
         socket_errors=0,
         first_error=raw["first_error"],
     )
+
+
+def _result(done: subprocess.CompletedProcess[str], tool: str) -> dict[str, Any]:
+    """The load tool's result: the JSON after MARKER on its output, or LoadFailed with its end."""
+    line = next((ln for ln in done.stdout.splitlines() if ln.startswith(MARKER)), None)
+    if done.returncode != 0 or line is None:
+        raise LoadFailed(
+            f"{tool} failed ({done.returncode}): {done.stdout[-500:]} {done.stderr[-1500:]}"
+        )
+    result: dict[str, Any] = json.loads(line[len(MARKER) :])
+    return result

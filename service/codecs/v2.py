@@ -319,11 +319,8 @@ def encode_outputs(
                 {"name": name, "datatype": "BYTES", "shape": [n], "data": labels.tolist()}
             )
         elif name == IMPUTED:
-            imputed = [""] * n
-            if batch.imputed:
-                lists, index = batch.imputed_patterns()
-                texts = [FLAG_SEPARATOR.join(features) for features in lists]
-                imputed = [texts[i] for i in index.tolist()]
+            texts, index = imputed_texts(batch)
+            imputed = [texts[i] for i in index]
             encoded.append({"name": name, "datatype": "BYTES", "shape": [n], "data": imputed})
         elif name == EXPLANATION:
             assert isinstance(prediction, Explained)
@@ -335,6 +332,15 @@ def encode_outputs(
             data = np.ascontiguousarray(prediction.probabilities).ravel()
             encoded.append({"name": name, "datatype": "FP32", "shape": [n, k], "data": data})
     return encoded
+
+
+def imputed_texts(batch: Batch) -> tuple[list[str], list[int]]:
+    """The `imputed` output's distinct values (the features imputed, joined by FLAG_SEPARATOR;
+    "" for none) and per row the index of its own (REST and gRPC encode them alike)."""
+    if not batch.imputed:
+        return [""], [0] * batch.size
+    lists, index = batch.imputed_patterns()
+    return [FLAG_SEPARATOR.join(features) for features in lists], index.tolist()
 
 
 def _by_name(inputs: Any) -> dict[str, dict[str, Any]]:

@@ -22,12 +22,12 @@ import numpy.typing as npt
 
 from service import explanations
 from service.codecs import Result
-from service.codecs.probabilities import FLAG_SEPARATOR
 from service.codecs.v2 import (
     BOOLS,
     EXPLANATION,
     EXPLANATION_PARAMETER,
     batch_from_tensors,
+    imputed_texts,
     model_outputs,
     requested_outputs,
 )
@@ -292,7 +292,7 @@ def encode(
         if name == "label":
             codes, index = list(model.manifest.labels), prediction.classes.tolist()
         else:
-            codes, index = _imputed(batch, n)
+            codes, index = imputed_texts(batch)
         encoded = [text.encode() for text in codes]
         if raw:
             prefixed = [LENGTH.pack(len(value)) + value for value in encoded]
@@ -300,12 +300,3 @@ def encode(
         else:
             output.contents.bytes_contents.extend([encoded[i] for i in index])
     return response
-
-
-def _imputed(batch: Batch, n: int) -> tuple[list[str], list[int]]:
-    """The distinct lists of features imputed, joined by FLAG_SEPARATOR ("" for none), and per
-    row the index of its own."""
-    if not batch.imputed:
-        return [""], [0] * n
-    lists, index = batch.imputed_patterns()
-    return [FLAG_SEPARATOR.join(features) for features in lists], index.tolist()
