@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1.7
-# Two targets from one file:
+# Three targets from one file:
 #   docker build --target serve -t draftpick/serve .   the API: onnxruntime only, non-root
 #   docker build --target train -t draftpick/train .   the training job: scikit-learn, skl2onnx, ...
+#   docker build --target spark -t draftpick/spark .   batch scoring on Apache Spark: Java + pyspark
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS base
@@ -45,3 +46,23 @@ USER 10001:10001
 ENV MPLCONFIGDIR=/tmp/matplotlib
 ENTRYPOINT ["python", "-m", "training"]
 CMD ["train", "all", "--out", "/app/models"]
+
+# ---- Spark image: `score --engine spark` as a driver (local[N] in one container), and the
+# executors' image for Spark on Kubernetes (spark.kubernetes.container.image) ----
+FROM base AS spark
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends openjdk-17-jre-headless procps \
+ && rm -rf /var/lib/apt/lists/*
+COPY requirements/spark.txt requirements/spark.txt
+RUN pip install --no-deps -r requirements/spark.txt
+COPY pyproject.toml README.md ./
+COPY service/ service/
+RUN pip install --no-deps . \
+ && python -c "import service.batch.spark"
+COPY --chown=app:app models/ /app/models/
+USER 10001:10001
+ENV PYSPARK_PYTHON=python \
+    HOME=/tmp
+ENTRYPOINT ["python", "-m", "service", "score", "--engine", "spark", "--models", "/app/models"]
+CMD ["--help"]

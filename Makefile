@@ -23,7 +23,7 @@ $(SERVE_STAMP): pyproject.toml constraints.txt | $(BIN)/python
 	touch $(SERVE_STAMP)
 
 $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
-	$(BIN)/python -m pip $(PIP_FLAGS) install -c constraints.txt -e '.[train,serve,dev]'
+	$(BIN)/python -m pip $(PIP_FLAGS) install -c constraints.txt -e '.[train,serve,spark,dev]'
 	touch $(STAMP) $(SERVE_STAMP)
 
 install: $(STAMP)
@@ -35,9 +35,10 @@ train: $(STAMP)
 	$(BIN)/python -m training train all
 
 # System tools some tests use: a compose implementation and nginx (deployment tests),
-# chromium (the web page's browser test) and wrk (the benchmark's smoke test); Debian packages.
-SYSTEM_TOOLS := docker-compose nginx chromium wrk
-SYSTEM_PACKAGES := docker-compose nginx-light chromium wrk
+# chromium (the web page's browser test), wrk (the benchmark's smoke test) and Java (Spark's
+# batch-scoring tests); Debian packages.
+SYSTEM_TOOLS := docker-compose nginx chromium wrk java
+SYSTEM_PACKAGES := docker-compose nginx-light chromium wrk openjdk-17-jre-headless
 tools:
 	@missing=""; for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
 	if [ -n "$$missing" ]; then \
@@ -86,13 +87,15 @@ proto: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --pyi_out=. --grpc_python_out=. \
 	  service/protocol/grpc_predict_v2.proto
 
-# Re-pin the images' requirements from constraints.txt, each extra alone in a throwaway venv.
+# Re-pin the images' requirements from constraints.txt, each image's extras alone in a throwaway
+# venv: name:extras (the spark image scores with the serving stack plus pyspark).
+IMAGE_EXTRAS := serve:serve train:train spark:serve,spark
 requirements:
-	@for extra in serve train; do \
-	  rm -rf /tmp/req-$$extra && $(PYTHON) -m venv /tmp/req-$$extra && \
-	  /tmp/req-$$extra/bin/pip $(PIP_FLAGS) install -c constraints.txt ".[$$extra]" && \
-	  { echo "# Pinned $$extra dependencies for the $$extra image (make requirements regenerates this file)."; \
-	    /tmp/req-$$extra/bin/pip freeze --exclude draftpick-serving; } > requirements/$$extra.txt; \
+	@for pair in $(IMAGE_EXTRAS); do name=$${pair%%:*}; extras=$${pair#*:}; \
+	  rm -rf /tmp/req-$$name && $(PYTHON) -m venv /tmp/req-$$name && \
+	  /tmp/req-$$name/bin/pip $(PIP_FLAGS) install -c constraints.txt ".[$$extras]" && \
+	  { echo "# Pinned $$extras dependencies for the $$name image (make requirements regenerates this file)."; \
+	    /tmp/req-$$name/bin/pip freeze --exclude draftpick-serving; } > requirements/$$name.txt; \
 	done
 
 clean:

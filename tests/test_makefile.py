@@ -41,6 +41,6 @@ def test_make_serve_installs_only_the_serve_extra(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
-def test_make_test_installs_training_and_development_too(tmp_path: Path) -> None:
+def test_make_test_installs_training_spark_and_development_too(tmp_path: Path) -> None:
     plan = planned("test", tmp_path)
-    assert "-e '.[train,serve,dev]'" in plan and "-m pytest" in plan
+    assert "-e '.[train,serve,spark,dev]'" in plan and "-m pytest" in plan

@@ -55,6 +55,7 @@ EXIT_OK, EXIT_ROW_ERRORS, EXIT_BAD_INPUT = 0, 1, 2
 MAX_STDERR_ERRORS = MAX_PROBLEMS  # as the API lists: the first 100, then a count
 ERRORS_HEADER = ["line", "row", "column", "value", "error"]
 CSV, PARQUET = "csv", "parquet"
+LOCAL, SPARK = "local", "spark"
 PARQUET_SUFFIXES = (".parquet", ".pq")
 FORMAT_NAMES = {CSV: "CSV", PARQUET: "Parquet"}
 PARQUET_MAGIC = b"PAR1"  # a Parquet file's first (and last) four bytes
@@ -80,7 +81,13 @@ class Summary:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command; returns the exit code (argparse exits 2 itself on bad usage)."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.engine == LOCAL:  # Spark takes the paths as given: URLs (s3a://...) included
+        if args.master is not None:
+            parser.error("--master is for --engine spark")
+        args.input = Path(args.input)
+        args.output = None if args.output is None else Path(args.output)
     started = time.perf_counter()
     try:
         summary = score_file(find_version(args.models, args.model), args)
@@ -106,10 +113,10 @@ def find_version(models_dir: Path, name: str) -> Path:
 
 def find_model(models_dir: Path, name: str) -> LoadedModel:
     """The current version of a task, loaded and self-checked as the server does."""
-    return _load(find_version(models_dir, name))
+    return load_checked(find_version(models_dir, name))
 
 
-def _load(folder: Path) -> LoadedModel:
+def load_checked(folder: Path) -> LoadedModel:
     try:
         return load_model(folder, threads=1)
     except ArtefactError as exc:
@@ -118,10 +125,18 @@ def _load(folder: Path) -> LoadedModel:
 
 def score_file(folder: Path, args: argparse.Namespace) -> Summary:
     """Stream the input through the model into the output; bad rows go to the error report."""
+    if args.engine == SPARK:
+        try:
+            from service.batch import spark
+        except ImportError as exc:
+            raise ScoreError(
+                f"--engine spark needs pyspark: pip install '.[spark]' ({exc})"
+            ) from exc
+        return spark.score_job(folder, args)
     if input_format(args) == PARQUET:
         return score_parquet(folder, args)
     source = _open_input(args.input)
-    with source, _Output(args.output) as output, _ErrorReport(args.errors) as report:
+    with source, _Output(args.output) as output, ErrorReport(args.errors) as report:
         origin = _position(source)  # where reading starts: workers read at offsets from it
         try:
             header_bytes, rest = read_record(source)
@@ -150,7 +165,7 @@ def score_file(folder: Path, args: argparse.Namespace) -> Summary:
         handoff = _handoff(source, workers, args.block_bytes)
         with _pool(folder, header, workers, handoff, args.explain) as pool:
             try:
-                scorer = BlockScorer(_load(folder), header, args.explain)
+                scorer = BlockScorer(load_checked(folder), header, args.explain)
             except InvalidInput as exc:
                 raise ScoreError(f"{args.input}: {exc}") from exc
             output.write(scorer.header())
@@ -167,7 +182,7 @@ def score_file(folder: Path, args: argparse.Namespace) -> Summary:
                         summary.bad_rows += len({e.row for e in errors})
                         progress.update(size_read)
                         if errors and args.strict:
-                            report.add(_first_row(errors), args.input)
+                            report.add(first_row(errors), args.input)
                             summary.stopped = True
                             output.discard()
                             return summary
@@ -196,8 +211,8 @@ def input_format(args: argparse.Namespace) -> str:
     return source
 
 
-def _format_of(path: Path, default: str) -> str:
-    suffix = path.suffix.lower()
+def _format_of(path: Path | str, default: str) -> str:
+    suffix = Path(str(path).rstrip("/")).suffix.lower()
     if suffix in PARQUET_SUFFIXES:
         return PARQUET
     return CSV if suffix == ".csv" else default
@@ -216,10 +231,10 @@ def score_parquet(folder: Path, args: argparse.Namespace) -> Summary:
         file = parquet.open_parquet(args.input)
     except parquet.ParquetUnreadable as exc:
         raise ScoreError(f"{args.input}: {exc}") from exc
-    with file, _Output(args.output) as output, _ErrorReport(args.errors) as report:
+    with file, _Output(args.output) as output, ErrorReport(args.errors) as report:
         try:
             parquet.arrow_layout(_manifest(folder), file.schema_arrow)  # before loading the model
-            scorer = parquet.ArrowScorer(_load(folder), file.schema_arrow, args.explain)
+            scorer = parquet.ArrowScorer(load_checked(folder), file.schema_arrow, args.explain)
         except InvalidInput as exc:
             raise ScoreError(f"{args.input}: {exc}") from exc
         with parquet.writing(output.stream, scorer.schema) as writer:
@@ -241,7 +256,7 @@ def _parquet_rows(
     scorer: ArrowScorer,
     file: Arrow,
     writer: Arrow,
-    report: _ErrorReport,
+    report: ErrorReport,
     args: argparse.Namespace,
 ) -> Summary:
     """The results in file order: rows written, errors reported with rows counted from the
@@ -260,7 +275,7 @@ def _parquet_rows(
             summary.bad_rows += len({e.row for e in errors})
             progress.update(result.rows)
             if errors and args.strict:
-                report.add(_first_row(errors), args.input)
+                report.add(first_row(errors), args.input)
                 summary.stopped = True
                 return summary
             report.add(errors, args.input)
@@ -268,7 +283,7 @@ def _parquet_rows(
     return summary
 
 
-def _first_row(errors: list[RowError]) -> list[RowError]:
+def first_row(errors: list[RowError]) -> list[RowError]:
     """Every error of the first bad row (what --strict reports before it stops)."""
     return [e for e in errors if e.row == errors[0].row]
 
@@ -463,7 +478,7 @@ class _Output:
             self._partial.unlink(missing_ok=True)
 
 
-class _ErrorReport:
+class ErrorReport:
     """Row errors as CSV in `--errors FILE` (every one), else on stderr (the first
     MAX_STDERR_ERRORS, then a count); a row breaking several rules has an error for each."""
 
@@ -474,7 +489,7 @@ class _ErrorReport:
         self._handle: IO[str] | None = None
         self._writer: csv.DictWriter[str] | None = None
 
-    def __enter__(self) -> _ErrorReport:
+    def __enter__(self) -> ErrorReport:
         if self.path is not None:
             try:
                 self._handle = self.path.open("w", encoding="utf-8", newline="")
@@ -589,7 +604,11 @@ def _parser() -> argparse.ArgumentParser:
         epilog="exit codes: 0 all rows scored; 1 some rows had errors; "
         "2 bad usage, unknown model, unreadable file or a file that changed during the run",
     )
-    parser.add_argument("input", type=Path, help="CSV file with a header row, or Parquet file")
+    parser.add_argument(
+        "input",
+        help="CSV file with a header row, or Parquet file (with --engine spark: any path or URL "
+        "Spark reads, a folder of part files included)",
+    )
     parser.add_argument("--model", required=True, help="task name, e.g. churn")
     parser.add_argument(
         "--format",
@@ -597,7 +616,10 @@ def _parser() -> argparse.ArgumentParser:
         help="the input's format (default: parquet for .parquet/.pq files, else csv)",
     )
     parser.add_argument(
-        "-o", "--output", type=Path, help="scored file, in the input's format (default: stdout)"
+        "-o",
+        "--output",
+        help="scored file, in the input's format (default: stdout); with --engine spark a "
+        "directory of part files, replaced when the job succeeds",
     )
     parser.add_argument("--errors", type=Path, help="write row errors to this CSV, not stderr")
     parser.add_argument("--strict", action="store_true", help="stop at the first bad row")
@@ -618,6 +640,16 @@ def _parser() -> argparse.ArgumentParser:
         "--block-bytes", type=_positive, default=BLOCK_BYTES, help=argparse.SUPPRESS
     )
     parser.add_argument("--batch-rows", type=_positive, help=argparse.SUPPRESS)  # Parquet's
+    parser.add_argument(
+        "--engine",
+        choices=(LOCAL, SPARK),
+        default=LOCAL,
+        help="local: this machine's processes; spark: an Apache Spark job (the `spark` extra)",
+    )
+    parser.add_argument(
+        "--master",
+        help="with --engine spark: the Spark master URL (default: local[WORKERS])",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     return parser
 

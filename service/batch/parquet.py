@@ -160,7 +160,7 @@ class ArrowScorer:
         }
         parts, problems = checked_parts(size, partial(self._check, columns, size))
         if problems:
-            batch = _kept(batch, [i for indices, _ in parts for i in indices])
+            batch = kept_rows(batch, [i for indices, _ in parts for i in indices])
         columns_out = [*batch.columns, *self._appended([part for _, part in parts])]
         output = pa.RecordBatch.from_arrays(columns_out, schema=self.schema)
         problems.sort(key=lambda p: p.index or 0)
@@ -281,7 +281,7 @@ def _contributions(predictions: list[Prediction], width: int) -> list[Arrow]:
     return [pa.array(np.ascontiguousarray(column)) for column in matrix.T]
 
 
-def _kept(batch: Arrow, rows: list[int]) -> Arrow:
+def kept_rows(batch: Arrow, rows: list[int]) -> Arrow:
     """The batch's rows `rows` (ascending): runs of them sliced and joined, which works for any
     column type (`take` has no kernel for some, string views among them)."""
     if not rows:

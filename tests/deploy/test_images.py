@@ -1,4 +1,5 @@
-"""Container images: the Dockerfile lints clean; the serving image excludes the training stack."""
+"""Container images: the Dockerfile lints clean; the serving and Spark images exclude the
+training stack."""
 
 from __future__ import annotations
 
@@ -49,9 +50,19 @@ def test_serve_requirements_exclude_the_training_stack() -> None:
     assert {"scikit-learn", "skl2onnx", "onnxruntime"} <= set(train)
 
 
+def test_the_spark_image_has_java_pyspark_and_the_serving_stack_only() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    spark = text.split(" AS spark")[1]
+    assert "openjdk-17-jre-headless" in spark and "requirements/spark.txt" in spark
+    assert "USER 10001:10001" in spark and "training/" not in spark
+    pins = pinned(ROOT / "requirements" / "spark.txt")
+    assert {"pyspark", "py4j", "onnxruntime", "pyarrow"} <= set(pins)
+    assert not (TRAINING_STACK - {"pandas"}) & set(pins)  # pyspark imports pandas
+
+
 def test_pins_agree_with_the_constraints() -> None:
     constraints = pinned(ROOT / "constraints.txt")
-    for name in ("serve", "train"):
+    for name in ("serve", "train", "spark"):
         for package, version in pinned(ROOT / "requirements" / f"{name}.txt").items():
             assert constraints.get(package) == version, (name, package, version)
 
