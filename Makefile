@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PIP_FLAGS ?= --disable-pip-version-check -q
 
 .PHONY: install tools serve train test lint typecheck check clean requirements bench bench-quick \
-	bench-score bench-profile bench-csv proto
+	bench-score bench-spark bench-profile bench-csv proto
 
 # `make serve` installs only what serving needs (the `serve` extra: no scikit-learn, pandas,
 # matplotlib or test tools); `make test` and the other targets add training and development.
@@ -76,6 +76,10 @@ bench-profile: $(STAMP) tools
 # The batch-scoring command on 1,000,000 generated churn rows, five timed runs (about a minute).
 bench-score: $(STAMP)
 	$(BIN)/python -m bench.score
+
+# The same command locally and on Spark local[2], 1,000,000 and 5,000,000 rows (about 15 minutes).
+bench-spark: $(STAMP) tools
+	$(BIN)/python -m bench.spark
 
 # pyarrow against the project's CSV code: batch scoring and API bodies (issue 17, about a minute).
 bench-csv: $(STAMP)

@@ -67,7 +67,6 @@ from pyspark.sql.functions import spark_partition_id  # noqa: E402
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema  # noqa: E402
 from pyspark.sql.types import StringType, StructField, StructType  # noqa: E402
 
-BATCH_ROWS = 65_536  # rows per Arrow batch handed to Python (Spark's default is 10,000)
 MALFORMED = "__score_malformed_line"  # where Spark's CSV reader puts a line of the wrong width
 SUBMITTED = "PYSPARK_GATEWAY_PORT"  # set in a driver that spark-submit started
 STRICT_MARKER = "score --strict stopped at a bad row: "
@@ -112,6 +111,12 @@ class SparkScoring:
     frame: DataFrame
     _reports: Accumulator[Report]
     _partitions: int
+
+    def partition_rows(self) -> list[int]:
+        """The rows each partition has read so far (0 for one not scored yet): how Spark split
+        the input."""
+        reports: Report = self._reports.value
+        return [reports.get(n, (0, []))[0] for n in range(self._partitions)]
 
     def report(self) -> tuple[int, list[RowError]]:
         """The rows read and the errors, rows numbered from the start of the input in Spark's
@@ -356,11 +361,11 @@ appender.console.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex
 def session(master: str | None, workers: int, quiet: bool) -> SparkSession:
     """A session for the command. Under `spark-submit` it is the one spark-submit configured
     (its master, its logging); else one on `master` (default local[workers]) with Spark's log
-    off. Arrow batches of BATCH_ROWS rows; on a local master the executors run this interpreter
+    off. On a local master the executors run this interpreter
     (where this package is installed) and bind to the loopback interface."""
-    builder = SparkSession.builder.appName("python -m service score").config(
-        "spark.sql.execution.arrow.maxRecordsPerBatch", str(BATCH_ROWS)
-    )
+    # Arrow batches of Spark's default 10,000 rows: 65,536 (the local scorer's) was slower here
+    # (bench/RESULTS.md, "Spark batch scoring").
+    builder = SparkSession.builder.appName("python -m service score")
     if SUBMITTED in os.environ and master is None:
         return builder.getOrCreate()
     master = master or f"local[{workers}]"
