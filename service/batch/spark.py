@@ -39,12 +39,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no type hints
 
-from service.batch.cli import (
+from service.batch.job import (
     CSV,
     PARQUET,
     ErrorReport,
     ScoreError,
     Summary,
+    find_version,
     first_row,
     input_format,
     load_checked,
@@ -154,8 +155,6 @@ def score_dataframe(
     p_<label>..., out_of_range (and imputed, and with `explain` contribution_<feature>); with
     `text` the numbers are the CSV command's text. With `strict`, a bad row fails the job.
     """
-    from service.batch.cli import find_version
-
     folder = find_version(Path(models_dir), task)
     schema = to_arrow_schema(df.schema)
     malformed = MALFORMED if MALFORMED in df.columns else None

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped]
 import pytest
 
 from service.batch import cli as score
+from service.batch.job import ERRORS_HEADER
 from service.manifest import Manifest
 from tests.service.helpers import REPO, manifest_of
 
@@ -212,7 +213,7 @@ def test_bad_rows_are_set_aside_with_the_csv_rows_columns_and_messages(
     # A null in a required feature, typed or text, is a missing value, as a blank CSV cell.
     assert found["4", "CreditScore"] == found["5", "HasCrCard"] == "Field required"
     assert found["6", "Geography"] == found["9", "Age"] == "Field required"
-    assert list(read_csv(parquet_errors)[0]) == score.ERRORS_HEADER
+    assert list(read_csv(parquet_errors)[0]) == ERRORS_HEADER
     same_predictions(tmp_path / "out.pq", tmp_path / "out.csv", PREDICTIONS)
     assert pq.read_table(tmp_path / "out.pq").column("RowNumber").to_pylist() == [1, 9, 12]
 

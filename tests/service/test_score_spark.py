@@ -27,7 +27,8 @@ from pyspark.sql.functions import spark_partition_id
 
 from service.batch import cli as score
 from service.batch import spark as spark_engine
-from service.batch.cli import ScoreError, find_model
+from service.batch.cli import find_model
+from service.batch.job import ERRORS_HEADER, ScoreError
 from service.batch.parquet import ArrowScorer
 from service.batch.spark import NotAllScored, score_dataframe
 from service.errors import InvalidInput
@@ -115,7 +116,7 @@ def spark_cells(directory: Path) -> list[list[str]]:
 def errors_of(path: Path) -> list[dict[str, str]]:
     with path.open(encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle)
-        assert reader.fieldnames == score.ERRORS_HEADER
+        assert reader.fieldnames == ERRORS_HEADER
         return list(reader)
 
 
