@@ -1,5 +1,6 @@
 """`python -m service score`: score a CSV or Parquet file offline with a registry model, as the
 API would. Parquet in gives Parquet out (`service.batch.parquet`); row errors are CSV either way.
+`--engine spark` runs the same scorer as an Apache Spark job instead (`service.batch.spark`).
 
 Exit codes: 0 every row was scored; 1 some rows had errors (they are reported and left out of
 the output, the rest is scored; with --strict nothing is written); 2 bad usage, an unknown or
@@ -42,15 +43,12 @@ from service.batch.job import (
     first_row,
     input_format,
     load_checked,
+    load_manifest,
 )
 from service.batch.scoring import BlockError, BlockResult, BlockScorer
 from service.codecs.csv import layout
 from service.codecs.csv import rows as csv_rows
 from service.errors import InvalidInput
-from service.manifest import (
-    Manifest,
-    ManifestError,
-)
 from service.model import LoadedModel, keep_freed_memory, load_model
 
 if TYPE_CHECKING:  # imported when a Parquet file is scored: pyarrow.parquet costs start-up
@@ -113,10 +111,7 @@ def score_file(folder: Path, args: argparse.Namespace) -> Summary:
             raise ScoreError(f"{args.input}: {exc}") from exc
         if header is None:
             raise ScoreError(f"{args.input}: empty file, a header row is required")
-        try:
-            manifest = Manifest.load(folder)
-        except ManifestError as exc:
-            raise ScoreError(str(exc)) from exc
+        manifest = load_manifest(folder)
         try:
             layout(manifest, header)  # a header problem stops the run before any worker starts
         except InvalidInput as exc:
@@ -173,7 +168,9 @@ def score_parquet(folder: Path, args: argparse.Namespace) -> Summary:
         raise ScoreError(f"{args.input}: {exc}") from exc
     with file, _Output(args.output) as output, ErrorReport(args.errors) as report:
         try:
-            parquet.arrow_layout(_manifest(folder), file.schema_arrow)  # before loading the model
+            parquet.arrow_layout(
+                load_manifest(folder), file.schema_arrow
+            )  # before loading the model
             scorer = parquet.ArrowScorer(load_checked(folder), file.schema_arrow, args.explain)
         except InvalidInput as exc:
             raise ScoreError(f"{args.input}: {exc}") from exc
@@ -231,13 +228,6 @@ def _changed(path: Path, before: os.stat_result) -> bool:
         return True
     same = (after.st_ino, after.st_size, after.st_mtime_ns)
     return same != (before.st_ino, before.st_size, before.st_mtime_ns)
-
-
-def _manifest(folder: Path) -> Manifest:
-    try:
-        return Manifest.load(folder)
-    except ManifestError as exc:
-        raise ScoreError(str(exc)) from exc
 
 
 def _handoff(source: BinaryIO, workers: int, block_bytes: int) -> Handoff | None:

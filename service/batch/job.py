@@ -13,7 +13,14 @@ from typing import IO
 
 from service.batch.scoring import RowError
 from service.errors import ArtefactError
-from service.manifest import PointerError, is_task_name, read_pointer, task_dirs
+from service.manifest import (
+    Manifest,
+    ManifestError,
+    PointerError,
+    is_task_name,
+    read_pointer,
+    task_dirs,
+)
 from service.model import LoadedModel, load_model
 from service.validation import MAX_PROBLEMS
 
@@ -52,6 +59,14 @@ def find_version(models_dir: Path, name: str) -> Path:
         return task_dir / read_pointer(task_dir)
     except PointerError as exc:
         raise ScoreError(f"{task_dir}: {exc}") from exc
+
+
+def load_manifest(folder: Path) -> Manifest:
+    """The version's manifest (read before the model, to check the input's columns first)."""
+    try:
+        return Manifest.load(folder)
+    except ManifestError as exc:
+        raise ScoreError(str(exc)) from exc
 
 
 def load_checked(folder: Path) -> LoadedModel:

@@ -49,12 +49,12 @@ from service.batch.job import (
     first_row,
     input_format,
     load_checked,
+    load_manifest,
 )
 from service.batch.parquet import Arrow, ArrowScorer, arrow_layout, kept_rows
 from service.batch.scoring import RowError
 from service.codecs.probabilities import contribution_text, probability_text
 from service.errors import InvalidInput
-from service.manifest import Manifest, ManifestError
 from service.model import LoadedModel, load_model
 
 # PySpark warns on every mapInArrow that it does not "fully support" pandas 3; mapInArrow hands
@@ -159,11 +159,9 @@ def score_dataframe(
     schema = to_arrow_schema(df.schema)
     malformed = MALFORMED if MALFORMED in df.columns else None
     features = schema.remove(schema.get_field_index(malformed)) if malformed else schema
-    try:
-        manifest = Manifest.load(folder)
-    except ManifestError as exc:
-        raise ScoreError(str(exc)) from exc
-    arrow_layout(manifest, features)  # a column problem stops the job before the model loads
+    arrow_layout(
+        load_manifest(folder), features
+    )  # a column problem stops the job before the model loads
     model = load_checked(folder)
     scorer = ArrowScorer(model, features, explain)
     job = _Job(
