@@ -242,9 +242,14 @@ def _row_error(problem: Problem, starts: list[int], rows: list[list[str]], width
     index = problem.index or 0
     message = problem.msg
     if len(rows[index]) != width:  # the shared message counts rows within the group checked
-        message = f"the row has {len(rows[index])} cells, the header has {width}"
+        message = width_message(len(rows[index]), width)
     value = None if problem.input is None else str(problem.input)
     return RowError(starts[index], index, problem.field, value, message)
+
+
+def width_message(cells: int, width: int) -> str:
+    """A row of the wrong number of cells, as `score` reports it (Spark's malformed lines too)."""
+    return f"the row has {cells} cells, the header has {width}"
 
 
 def _record_lines(text: str) -> list[int]:

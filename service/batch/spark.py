@@ -52,7 +52,7 @@ from service.batch.job import (
     load_manifest,
 )
 from service.batch.parquet import Arrow, ArrowScorer, arrow_layout, kept_rows
-from service.batch.scoring import RowError
+from service.batch.scoring import RowError, width_message
 from service.codecs.probabilities import contribution_text, probability_text
 from service.errors import InvalidInput
 from service.model import LoadedModel, load_model
@@ -155,18 +155,24 @@ def score_dataframe(
     p_<label>..., out_of_range (and imputed, and with `explain` contribution_<feature>); with
     `text` the numbers are the CSV command's text. With `strict`, a bad row fails the job.
     """
-    folder = find_version(Path(models_dir), task)
+    return score_version(
+        df, find_version(Path(models_dir), task), explain=explain, strict=strict, text=text
+    )
+
+
+def score_version(
+    df: DataFrame, folder: Path, *, explain: bool = False, strict: bool = False, text: bool = False
+) -> SparkScoring:
+    """`score_dataframe` with the registry's version folder `folder` (`task/version`) itself."""
     schema = to_arrow_schema(df.schema)
     malformed = MALFORMED if MALFORMED in df.columns else None
     features = schema.remove(schema.get_field_index(malformed)) if malformed else schema
-    arrow_layout(
-        load_manifest(folder), features
-    )  # a column problem stops the job before the model loads
+    arrow_layout(load_manifest(folder), features)  # columns checked before the model loads
     model = load_checked(folder)
     scorer = ArrowScorer(model, features, explain)
     job = _Job(
         _ship(df.sparkSession, folder),
-        task,
+        folder.parent.name,
         folder.name,
         explain,
         strict,
@@ -233,7 +239,7 @@ def _score_batch(job: _Job, batch: Arrow) -> tuple[Arrow, list[RowError]]:
             bad = np.asarray(lines.is_valid())
             kept = np.flatnonzero(~bad).tolist()
             malformed = [
-                RowError(None, row, None, None, _width_message(line, job.width))
+                RowError(None, row, None, None, _malformed_message(line, job.width))
                 for row, line in zip(
                     np.flatnonzero(bad).tolist(), lines.filter(bad).to_pylist(), strict=True
                 )
@@ -251,10 +257,10 @@ def _score_batch(job: _Job, batch: Arrow) -> tuple[Arrow, list[RowError]]:
     return result.output, errors
 
 
-def _width_message(line: str, width: int) -> str:
-    """The CSV command's message for a row of the wrong number of cells."""
+def _malformed_message(line: str, width: int) -> str:
+    """The CSV command's message for a line Spark found of the wrong number of cells."""
     cells = next(csv.reader([line]), [])
-    return f"the row has {len(cells)} cells, the header has {width}"
+    return width_message(len(cells), width)
 
 
 def _as_text(batch: Arrow, first: int, probabilities: int) -> Arrow:
@@ -438,15 +444,9 @@ def _run(
         df = read(spark, source, form)
     except Exception as exc:  # Spark's AnalysisException: a missing path, not Parquet, ...
         raise ScoreError(f"{source}: cannot read ({_first_line(exc)})") from exc
-    task, _ = folder.parent.name, folder.name
-    try:
-        scoring = score_dataframe(
-            df,
-            folder.parent.parent,
-            task,
-            explain=args.explain,
-            strict=args.strict,
-            text=form == CSV,
+    try:  # the version the command resolved, not `current` read again
+        scoring = score_version(
+            df, folder, explain=args.explain, strict=args.strict, text=form == CSV
         )
     except InvalidInput as exc:
         raise ScoreError(f"{source}: {exc}") from exc
